@@ -1,0 +1,97 @@
+//! Recipes: the TOML shape a training config embeds, and small offline builds end to end.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::TempDir;
+use trm_data::maze::build::MazeRecipe;
+use trm_data::maze::{check_row, token_char};
+use trm_data::sudoku::canonical::Canonicalizer;
+use trm_data::sudoku::solver::Solver;
+use trm_data::sudoku::SudokuShape;
+use trm_data::{DatasetRecipe, NoProgress, PuzzleDataset};
+
+#[derive(serde::Deserialize)]
+struct Config {
+    data: DatasetRecipe,
+}
+
+#[test]
+fn toml_shapes() {
+    let c: Config = toml::from_str("[data]\nkind = \"sudoku\"\nsize = 4\ntrain = 2000\ntest = 500\nnum_aug = 0\nseed = 0\n").unwrap();
+    let DatasetRecipe::Sudoku(s) = &c.data else { panic!("not sudoku") };
+    assert_eq!((s.size, s.train, s.test, s.num_aug), (4, Some(2000), Some(500), 0));
+    let c: Config = toml::from_str("[data]\nkind = \"sudoku-hard\"\n").unwrap();
+    let DatasetRecipe::SudokuHard(h) = &c.data else { panic!("not sudoku-hard") };
+    assert_eq!((h.train, h.num_aug, h.lists.len()), (1000, 1000, 3));
+    let c: Config = toml::from_str("[data]\nkind = \"maze\"\nsize = 9\ntrain = 100\ntest = 100\naug = true\n").unwrap();
+    assert!(matches!(c.data, DatasetRecipe::Maze(MazeRecipe { size: 9, aug: true, .. })));
+    let c: Config = toml::from_str("[data]\nkind = \"arc\"\nversion = \"arc2\"\nnum_aug = 10\n").unwrap();
+    let DatasetRecipe::Arc(a) = &c.data else { panic!("not arc") };
+    assert_eq!((a.num_aug, a.seed), (10, 42));
+    assert!(toml::from_str::<Config>("[data]\nkind = \"chess\"\n").is_err());
+    // JSON round trip (recipe.json is written next to every build).
+    let j = serde_json::to_string(&c.data).unwrap();
+    assert_eq!(serde_json::from_str::<DatasetRecipe>(&j).unwrap(), c.data);
+}
+
+fn values(tokens: &[u8]) -> Vec<u8> {
+    tokens.iter().map(|t| t - 1).collect()
+}
+
+#[test]
+fn generated_sudoku_splits_are_unique_solvable_and_disjoint() {
+    for (size, train, test, aug) in [(4, 300, 60, 2), (6, 60, 20, 1), (9, 12, 6, 1)] {
+        let out = TempDir::new(&format!("gen-sudoku-{size}"));
+        let text = format!("kind = \"sudoku\"\nsize = {size}\ntrain = {train}\ntest = {test}\nnum_aug = {aug}\nseed = 1\n");
+        let recipe: DatasetRecipe = toml::from_str(&text).unwrap();
+        let s = recipe.build(out.path(), &NoProgress).unwrap();
+        assert_eq!((s.train.groups, s.train.examples, s.test.examples), (train, train * (1 + aug), test));
+        assert_eq!((s.vocab_size, s.seq_len), (size + 2, size * size));
+        let shape = SudokuShape::for_size(size).unwrap();
+        let solver = Solver::new(shape);
+        let canon = Canonicalizer::new(shape);
+        let tr = PuzzleDataset::open(&out.path().join("train")).unwrap();
+        let te = PuzzleDataset::open(&out.path().join("test")).unwrap();
+        let mut train_forms = HashSet::new();
+        for i in 0..tr.num_examples() {
+            let (q, a) = tr.example(i).unwrap();
+            let r = solver.solve(&values(q), 2, &[]);
+            assert_eq!(r.solutions, 1, "{size}x{size} train {i}");
+            assert_eq!(r.first.unwrap(), values(a));
+            train_forms.insert(canon.canonical(&values(q)));
+        }
+        for i in 0..te.num_examples() {
+            let (q, _) = te.example(i).unwrap();
+            assert!(solver.is_unique(&values(q)));
+            assert!(!train_forms.contains(&canon.canonical(&values(q))), "{size}x{size} test {i} equivalent to train");
+        }
+    }
+}
+
+#[test]
+fn generated_maze_build() {
+    let out = TempDir::new("gen-maze");
+    let recipe = DatasetRecipe::Maze(MazeRecipe {
+        size: 9,
+        train: 20,
+        test: 10,
+        min_path_len: Some(14),
+        aug: true,
+        seed: 2,
+        train_csv: None,
+        test_csv: None,
+        subsample: None,
+    });
+    let s = recipe.build(out.path(), &NoProgress).unwrap();
+    assert_eq!((s.train.examples, s.train.groups, s.test.examples), (160, 20, 10));
+    let tr = PuzzleDataset::open(&out.path().join("train")).unwrap();
+    for i in 0..tr.num_examples() {
+        let (q, a) = tr.example(i).unwrap();
+        let q: Vec<u8> = q.iter().map(|&t| token_char(t)).collect();
+        let a: Vec<u8> = a.iter().map(|&t| token_char(t)).collect();
+        check_row(&q, &a, 9).unwrap();
+        assert!(a.iter().filter(|&&c| c == b'o').count() >= 13, "path of at least 14 moves");
+    }
+}

@@ -1,0 +1,231 @@
+//! Run checkpoints: `RUN_DIR/checkpoints/step-NNNNNNNN/` holds
+//! - `model.safetensors`: the exported model (EMA weights + live puzzle table, config in the
+//!   metadata), loadable by `trm eval`/`trm solve` and [`trm_model::load_model`];
+//! - `raw.bin`, `ema.bin`, `optim.bin`: raw weights, EMA shadow and optimizer state (Burn
+//!   records, parameter ids included);
+//! - `state.safetensors`: the live puzzle table and the ACT carry (y, z);
+//! - `state.json`: step, RNG position, sampler state, the carry's step counts and data.
+//!
+//! A checkpoint is written into a temporary folder (every file synced), then renamed, and
+//! `checkpoints/latest` is replaced atomically; the last `keep_last` are kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use trm_data::{PuzzleDataset, SamplerState, TrainSampler};
+use trm_model::checkpoint::{read_tensors, write_atomic, write_safetensors};
+use trm_model::{ActCarry, Carry, HostBatch};
+
+use crate::config::TrainConfig;
+use crate::engine::Trainer;
+use crate::error::TrainError;
+use crate::optim::{module_from_bytes, module_to_bytes};
+
+/// The JSON part of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Step budget.
+    pub total_steps: u64,
+    /// Seed of the halting RNG.
+    pub rng_seed: u64,
+    /// Its position (32-bit words consumed).
+    pub rng_word_pos: u128,
+    /// The sampler.
+    pub sampler: SamplerState,
+    /// The last learning rate.
+    pub last_lr: f64,
+    /// The ACT carry's host part (official mode), if a step has run.
+    pub carry: Option<CarryHost>,
+}
+
+/// Host part of the ACT carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CarryHost {
+    /// Steps per slot.
+    pub steps: Vec<usize>,
+    /// Halted flags.
+    pub halted: Vec<bool>,
+    /// Slot inputs.
+    pub inputs: Vec<i32>,
+    /// Slot labels.
+    pub labels: Vec<i32>,
+    /// Slot puzzle ids.
+    pub puzzle_identifiers: Vec<i32>,
+    /// Slots.
+    pub batch_size: usize,
+    /// Tokens per slot.
+    pub seq_len: usize,
+}
+
+/// The folder of checkpoints in a run.
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    write_atomic(path, bytes).map_err(TrainError::from)
+}
+
+pub(crate) fn halting_seed(seed: u64) -> u64 {
+    seed ^ 0x5eed_4a17
+}
+
+/// Writes a checkpoint of `trainer` into `run_dir`; returns its folder.
+pub fn save_checkpoint<B: AutodiffBackend>(trainer: &Trainer<B>, run_dir: &Path) -> Result<PathBuf, TrainError> {
+    let root = checkpoints_dir(run_dir);
+    std::fs::create_dir_all(&root).map_err(|e| TrainError::io(&root, e))?;
+    let name = format!("step-{:08}", trainer.step);
+    let tmp = root.join(format!(".tmp-{name}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+
+    trainer.eval_model().save(&tmp.join("model.safetensors"))?;
+    write(&tmp.join("raw.bin"), &module_to_bytes::<B::InnerBackend, _>(trainer.model.valid())?)?;
+    if let Some(ema) = &trainer.ema {
+        write(&tmp.join("ema.bin"), &module_to_bytes::<B::InnerBackend, _>(ema.clone())?)?;
+    }
+    write(&tmp.join("optim.bin"), &trainer.opt.to_bytes()?)?;
+
+    let mut tensors = BTreeMap::new();
+    if let Some(t) = &trainer.model.puzzle_emb {
+        tensors.insert("puzzle_emb".to_string(), t.clone().inner().into_data());
+    }
+    let carry = trainer.carry.as_ref().map(|c| {
+        tensors.insert("carry.y".to_string(), c.state.y.clone().into_data());
+        tensors.insert("carry.z".to_string(), c.state.z.clone().into_data());
+        CarryHost {
+            steps: c.steps.clone(),
+            halted: c.halted.clone(),
+            inputs: c.data.inputs.clone(),
+            labels: c.data.labels.clone(),
+            puzzle_identifiers: c.data.puzzle_identifiers.clone(),
+            batch_size: c.data.batch_size,
+            seq_len: c.data.seq_len,
+        }
+    });
+    write_safetensors(&tmp.join("state.safetensors"), &tensors, HashMap::new())?;
+    let state = CheckpointState {
+        step: trainer.step,
+        total_steps: trainer.total_steps,
+        rng_seed: halting_seed(trainer.cfg.seed),
+        rng_word_pos: trainer.rng.get_word_pos(),
+        sampler: trainer.sampler.state(),
+        last_lr: trainer.last_lr,
+        carry,
+    };
+    let json = serde_json::to_vec_pretty(&state).expect("state serialises");
+    write(&tmp.join("state.json"), &json)?;
+
+    let dest = root.join(&name);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(|e| TrainError::io(&dest, e))?;
+    }
+    std::fs::rename(&tmp, &dest).map_err(|e| TrainError::io(&dest, e))?;
+    if let Ok(dir) = std::fs::File::open(&root) {
+        let _ = dir.sync_all();
+    }
+    write(&root.join("latest"), name.as_bytes())?;
+    prune(&root, trainer.cfg.run.keep_last)?;
+    Ok(dest)
+}
+
+/// Checkpoint folders in step order.
+pub fn list_checkpoints(run_dir: &Path) -> Vec<PathBuf> {
+    let root = checkpoints_dir(run_dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn prune(root: &Path, keep: usize) -> Result<(), TrainError> {
+    let all = list_checkpoints(root.parent().unwrap_or(root));
+    if all.len() > keep {
+        for old in &all[..all.len() - keep] {
+            std::fs::remove_dir_all(old).map_err(|e| TrainError::io(old, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The latest checkpoint of a run.
+pub fn latest_checkpoint(run_dir: &Path) -> Result<PathBuf, TrainError> {
+    let root = checkpoints_dir(run_dir);
+    let named = std::fs::read_to_string(root.join("latest")).ok().map(|n| root.join(n.trim()));
+    match named.filter(|p| p.is_dir()).or_else(|| list_checkpoints(run_dir).pop()) {
+        Some(p) => Ok(p),
+        None => Err(TrainError::checkpoint(run_dir, "no checkpoint in this run folder")),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
+    std::fs::read(path).map_err(|e| TrainError::io(path, e))
+}
+
+/// Rebuilds a trainer from checkpoint folder `ckpt` with the run's config and training data.
+pub fn load_trainer<B: AutodiffBackend>(
+    cfg: TrainConfig,
+    train: Arc<PuzzleDataset>,
+    ckpt: &Path,
+    device: B::Device,
+) -> Result<Trainer<B>, TrainError> {
+    let mut t = Trainer::<B>::new(cfg, train.clone(), device.clone())?;
+    let state: CheckpointState = serde_json::from_slice(&read(&ckpt.join("state.json"))?)
+        .map_err(|e| TrainError::checkpoint(ckpt.join("state.json"), e.to_string()))?;
+    let tensors = read_tensors(&ckpt.join("state.safetensors"))?;
+    let take = |k: &str| -> Result<TensorData, TrainError> {
+        tensors.get(k).cloned().ok_or_else(|| TrainError::checkpoint(ckpt.join("state.safetensors"), format!("missing `{k}`")))
+    };
+    let inner = module_from_bytes::<B::InnerBackend, _>(t.model.valid(), &read(&ckpt.join("raw.bin"))?, &device)?;
+    let mut model = trm_model::Trm::<B>::from_inner(inner);
+    if model.puzzle_emb.is_some() {
+        model.puzzle_emb = Some(Tensor::from_data(take("puzzle_emb")?, &device));
+    }
+    t.model = model;
+    if t.ema.is_some() {
+        let ema = t.model.valid();
+        t.ema = Some(module_from_bytes::<B::InnerBackend, _>(ema, &read(&ckpt.join("ema.bin"))?, &device)?);
+    }
+    let opt = std::mem::replace(&mut t.opt, crate::optim::DenseOptimizer::new(&t.cfg.train));
+    t.opt = opt.load_bytes(&read(&ckpt.join("optim.bin"))?, &device)?;
+    t.step = state.step;
+    t.total_steps = state.total_steps;
+    t.last_lr = state.last_lr;
+    let mut rng = ChaCha8Rng::seed_from_u64(state.rng_seed);
+    rng.set_word_pos(state.rng_word_pos);
+    t.rng = rng;
+    t.sampler = TrainSampler::from_state(train, state.sampler)?;
+    t.carry = match state.carry {
+        Some(c) => Some(ActCarry {
+            state: Carry { y: Tensor::from_data(take("carry.y")?, &device), z: Tensor::from_data(take("carry.z")?, &device) },
+            steps: c.steps,
+            halted: c.halted,
+            data: HostBatch {
+                inputs: c.inputs,
+                labels: c.labels,
+                puzzle_identifiers: c.puzzle_identifiers,
+                batch_size: c.batch_size,
+                seq_len: c.seq_len,
+            },
+        }),
+        None => None,
+    };
+    Ok(t)
+}
