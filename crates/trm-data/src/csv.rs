@@ -49,10 +49,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
             '\n' | '\r' => {
                 if field_started || !fields.is_empty() || !field.is_empty() {
                     fields.push(std::mem::take(&mut field));
-                    records.push(Record {
-                        row: record_row,
-                        fields: std::mem::take(&mut fields),
-                    });
+                    records.push(Record { row: record_row, fields: std::mem::take(&mut fields) });
                 }
                 field_started = false;
                 row += 1;
@@ -69,10 +66,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, (usize, String)> {
     }
     if field_started || !fields.is_empty() || !field.is_empty() {
         fields.push(field);
-        records.push(Record {
-            row: record_row,
-            fields,
-        });
+        records.push(Record { row: record_row, fields });
     }
     Ok(records)
 }

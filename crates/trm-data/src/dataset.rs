@@ -82,12 +82,7 @@ fn check_offsets(path: &Path, raw: &[i64], end: usize, what: &str) -> Result<Vec
     }
     for (k, w) in raw.windows(2).enumerate() {
         if w[1] <= w[0] {
-            return Err(bad(format!(
-                "{what} not strictly increasing at position {}: {} then {}",
-                k + 1,
-                w[0],
-                w[1]
-            )));
+            return Err(bad(format!("{what} not strictly increasing at position {}: {} then {}", k + 1, w[0], w[1])));
         }
     }
     let last = *raw.last().unwrap_or(&0);
@@ -160,14 +155,28 @@ impl PuzzleDataset {
                     format!("identifier {v} of puzzle {k} outside 0..{n_ids} (num_puzzle_identifiers)"),
                 ));
             }
-            let puzzle_indices = check_offsets(&p("puzzle_indices"), &read_index_array(&p("puzzle_indices"))?, inputs.rows(), "puzzle_indices")?;
+            let puzzle_indices = check_offsets(
+                &p("puzzle_indices"),
+                &read_index_array(&p("puzzle_indices"))?,
+                inputs.rows(),
+                "puzzle_indices",
+            )?;
             if puzzle_indices.len() != ids_raw.len() + 1 {
                 return Err(DataError::metadata(
                     p("puzzle_indices"),
-                    format!("{} entries for {} puzzle identifiers (expected one more)", puzzle_indices.len(), ids_raw.len()),
+                    format!(
+                        "{} entries for {} puzzle identifiers (expected one more)",
+                        puzzle_indices.len(),
+                        ids_raw.len()
+                    ),
                 ));
             }
-            let group_indices = check_offsets(&p("group_indices"), &read_index_array(&p("group_indices"))?, ids_raw.len(), "group_indices")?;
+            let group_indices = check_offsets(
+                &p("group_indices"),
+                &read_index_array(&p("group_indices"))?,
+                ids_raw.len(),
+                "group_indices",
+            )?;
             sets.push(PuzzleSet {
                 name: set.clone(),
                 inputs,
@@ -203,7 +212,11 @@ impl PuzzleDataset {
             if names.len() != ds.metadata.num_puzzle_identifiers {
                 return Err(DataError::metadata(
                     &path,
-                    format!("{} names but num_puzzle_identifiers is {}", names.len(), ds.metadata.num_puzzle_identifiers),
+                    format!(
+                        "{} names but num_puzzle_identifiers is {}",
+                        names.len(),
+                        ds.metadata.num_puzzle_identifiers
+                    ),
                 ));
             }
         }

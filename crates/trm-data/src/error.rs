@@ -24,18 +24,10 @@ pub enum DataError {
     Metadata { path: PathBuf, problem: String },
     /// A bad row in a CSV or text puzzle list. `row` counts from 1 and includes the header.
     #[error("{path}, row {row}: {problem}")]
-    Row {
-        path: PathBuf,
-        row: usize,
-        problem: String,
-    },
+    Row { path: PathBuf, row: usize, problem: String },
     /// A bad ARC task (ragged or oversized grid, colour outside 0-9, missing solution...).
     #[error("{path}: task {task}: {problem}")]
-    Task {
-        path: PathBuf,
-        task: String,
-        problem: String,
-    },
+    Task { path: PathBuf, task: String, problem: String },
     /// A recipe or sampler configuration that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -46,50 +38,26 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
+        DataError::Io { path: path.into(), source }
     }
 
     pub(crate) fn npy(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        DataError::Npy {
-            path: path.into(),
-            problem: problem.into(),
-        }
+        DataError::Npy { path: path.into(), problem: problem.into() }
     }
 
     pub(crate) fn json(path: impl Into<PathBuf>, problem: impl std::fmt::Display) -> Self {
-        DataError::Json {
-            path: path.into(),
-            problem: problem.to_string(),
-        }
+        DataError::Json { path: path.into(), problem: problem.to_string() }
     }
 
     pub(crate) fn metadata(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        DataError::Metadata {
-            path: path.into(),
-            problem: problem.into(),
-        }
+        DataError::Metadata { path: path.into(), problem: problem.into() }
     }
 
     pub(crate) fn row(path: impl Into<PathBuf>, row: usize, problem: impl Into<String>) -> Self {
-        DataError::Row {
-            path: path.into(),
-            row,
-            problem: problem.into(),
-        }
+        DataError::Row { path: path.into(), row, problem: problem.into() }
     }
 
-    pub(crate) fn task(
-        path: impl Into<PathBuf>,
-        task: impl Into<String>,
-        problem: impl Into<String>,
-    ) -> Self {
-        DataError::Task {
-            path: path.into(),
-            task: task.into(),
-            problem: problem.into(),
-        }
+    pub(crate) fn task(path: impl Into<PathBuf>, task: impl Into<String>, problem: impl Into<String>) -> Self {
+        DataError::Task { path: path.into(), task: task.into(), problem: problem.into() }
     }
 }

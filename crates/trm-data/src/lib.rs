@@ -21,5 +21,7 @@ pub use dataset::{PuzzleDataset, PuzzleSet};
 pub use error::DataError;
 pub use metadata::DatasetMetadata;
 pub use recipe::{shared_data_dir, BuildSummary, DatasetRecipe, NoProgress, Progress};
-pub use sampler::{official_total_steps, test_batches, Batch, SamplerConfig, SamplerState, TestBatches, TrainSampler, IGNORE_LABEL_ID};
+pub use sampler::{
+    official_total_steps, test_batches, Batch, SamplerConfig, SamplerState, TestBatches, TrainSampler, IGNORE_LABEL_ID,
+};
 pub use writer::SetCounts;

@@ -58,20 +58,9 @@ pub fn numpy_header(dtype: NpyDtype, shape: &[usize]) -> Vec<u8> {
     // repr() of a Python tuple: "(5,)" for one element.
     let shape_repr = match shape {
         [one] => format!("({one},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let mut dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-        dtype.descr(),
-        shape_repr
-    );
+    let mut dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.descr(), shape_repr);
     // NumPy leaves room to rewrite the first dimension in place (GROWTH_AXIS_MAX_DIGITS).
     if let Some(first) = shape.first() {
         let digits = first.to_string().len();
@@ -130,21 +119,17 @@ pub struct U8MatrixWriter {
 
 impl U8MatrixWriter {
     pub fn create(path: &Path, rows: usize, cols: usize) -> Result<Self, DataError> {
+        if cols == 0 {
+            return Err(DataError::npy(path, "internal: rows of length 0"));
+        }
         let mut w = create(path)?;
-        w.write_all(&numpy_header(NpyDtype::U8, &[rows, cols]))
-            .map_err(|e| DataError::io(path, e))?;
-        Ok(U8MatrixWriter {
-            path: path.to_owned(),
-            w,
-            rows,
-            cols,
-            written: 0,
-        })
+        w.write_all(&numpy_header(NpyDtype::U8, &[rows, cols])).map_err(|e| DataError::io(path, e))?;
+        Ok(U8MatrixWriter { path: path.to_owned(), w, rows, cols, written: 0 })
     }
 
     /// Append whole rows (`data.len()` must be a multiple of `cols`).
     pub fn write_rows(&mut self, data: &[u8]) -> Result<(), DataError> {
-        if data.len() % self.cols != 0 || self.written + data.len() / self.cols > self.rows {
+        if !data.len().is_multiple_of(self.cols) || self.written + data.len() / self.cols > self.rows {
             return Err(DataError::npy(
                 &self.path,
                 format!(
@@ -157,19 +142,14 @@ impl U8MatrixWriter {
             ));
         }
         self.written += data.len() / self.cols;
-        self.w
-            .write_all(data)
-            .map_err(|e| DataError::io(&self.path, e))
+        self.w.write_all(data).map_err(|e| DataError::io(&self.path, e))
     }
 
     pub fn finish(mut self) -> Result<(), DataError> {
         if self.written != self.rows {
             return Err(DataError::npy(
                 &self.path,
-                format!(
-                    "internal: wrote {} rows, header says {}",
-                    self.written, self.rows
-                ),
+                format!("internal: wrote {} rows, header says {}", self.written, self.rows),
             ));
         }
         self.w.flush().map_err(|e| DataError::io(&self.path, e))
@@ -178,7 +158,7 @@ impl U8MatrixWriter {
 
 /// Write a whole `[rows, cols]` u8 array.
 pub fn write_u8_matrix(path: &Path, data: &[u8], cols: usize) -> Result<(), DataError> {
-    let rows = if cols == 0 { 0 } else { data.len() / cols };
+    let rows = data.len().checked_div(cols).unwrap_or(0);
     let mut w = U8MatrixWriter::create(path, rows, cols)?;
     w.write_rows(data)?;
     w.finish()
@@ -201,33 +181,23 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyInfo, DataError> {
     }
     let (header_len, prefix) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(bad(format!("unsupported .npy format version {v}"))),
     };
     let data_offset = prefix + header_len;
     if data_offset > bytes.len() {
-        return Err(bad(format!(
-            "truncated header: needs {data_offset} bytes, file has {}",
-            bytes.len()
-        )));
+        return Err(bad(format!("truncated header: needs {data_offset} bytes, file has {}", bytes.len())));
     }
     // npyz multiplies the shape without overflow checks; refuse absurd shapes first.
     check_shape_product(&bytes[prefix..data_offset]).map_err(bad)?;
     let mut reader = &bytes[..data_offset];
-    let header = npyz::NpyHeader::from_reader(&mut reader)
-        .map_err(|e| bad(format!("bad .npy header: {e}")))?;
+    let header = npyz::NpyHeader::from_reader(&mut reader).map_err(|e| bad(format!("bad .npy header: {e}")))?;
     let descr = match header.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
         other => other.descr(),
     };
-    let dtype = NpyDtype::from_descr(&descr).ok_or_else(|| {
-        bad(format!(
-            "unsupported dtype {descr} (expected uint8 '|u1', int32 '<i4' or int64 '<i8')"
-        ))
-    })?;
+    let dtype = NpyDtype::from_descr(&descr)
+        .ok_or_else(|| bad(format!("unsupported dtype {descr} (expected uint8 '|u1', int32 '<i4' or int64 '<i8')")))?;
     let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
     if header.order() == npyz::Order::Fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
         return Err(bad("Fortran-ordered arrays are not supported".into()));
@@ -243,16 +213,9 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyInfo, DataError> {
         )));
     }
     if actual > expected {
-        return Err(bad(format!(
-            "{} unexpected bytes after the data of shape {shape:?}",
-            actual - expected
-        )));
+        return Err(bad(format!("{} unexpected bytes after the data of shape {shape:?}", actual - expected)));
     }
-    Ok(NpyInfo {
-        dtype,
-        shape,
-        data_offset,
-    })
+    Ok(NpyInfo { dtype, shape, data_offset })
 }
 
 /// Reject a header whose shape integers multiply past u64 (scans the digits after 'shape').
@@ -268,9 +231,7 @@ fn check_shape_product(header: &[u8]) -> Result<(), String> {
         if digits.is_empty() {
             continue;
         }
-        let d: u128 = digits
-            .parse()
-            .map_err(|_| format!("shape dimension {digits} is too large"))?;
+        let d: u128 = digits.parse().map_err(|_| format!("shape dimension {digits} is too large"))?;
         product = product
             .checked_mul(d)
             .filter(|p| *p <= u64::MAX as u128)
@@ -288,10 +249,7 @@ fn map_file(path: &Path) -> Result<Mmap, DataError> {
     let f = open_file(path)?;
     let len = f.metadata().map_err(|e| DataError::io(path, e))?.len();
     if len < 10 {
-        return Err(DataError::npy(
-            path,
-            format!("truncated: {len} bytes, too short for a .npy header"),
-        ));
+        return Err(DataError::npy(path, format!("truncated: {len} bytes, too short for a .npy header")));
     }
     // SAFETY: the map is read-only and private to this process. The built datasets are
     // write-once files; if another process truncated one while we hold the map, reads could
@@ -394,25 +352,18 @@ pub fn read_index_array(path: &Path) -> Result<Vec<i64>, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let info = parse_header(path, &bytes)?;
     if info.shape.len() != 1 {
-        return Err(DataError::npy(
-            path,
-            format!("wrong shape {:?}: expected a 1-D array", info.shape),
-        ));
+        return Err(DataError::npy(path, format!("wrong shape {:?}: expected a 1-D array", info.shape)));
     }
     let data = &bytes[info.data_offset..];
     match info.dtype {
-        NpyDtype::I32 => Ok(data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-            .collect()),
+        NpyDtype::I32 => {
+            Ok(data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect())
+        }
         NpyDtype::I64 => Ok(data
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect()),
-        NpyDtype::U8 => Err(DataError::npy(
-            path,
-            "wrong dtype uint8: index arrays must be int32",
-        )),
+        NpyDtype::U8 => Err(DataError::npy(path, "wrong dtype uint8: index arrays must be int32")),
     }
 }
 

@@ -33,9 +33,7 @@ impl NumpyRng {
         let mut s = seed;
         for (i, k) in key.iter_mut().enumerate() {
             *k = s;
-            s = 1_812_433_253u32
-                .wrapping_mul(s ^ (s >> 30))
-                .wrapping_add(i as u32 + 1);
+            s = 1_812_433_253u32.wrapping_mul(s ^ (s >> 30)).wrapping_add(i as u32 + 1);
         }
         NumpyRng { key, pos: N }
     }

@@ -99,9 +99,7 @@ pub fn shared_data_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
-        .map(|a| a.join("shared").join("data"))
-        .find(|p| p.is_dir())
+    cwd.ancestors().map(|a| a.join("shared").join("data")).find(|p| p.is_dir())
 }
 
 /// Resolve a data path: explicit, else `shared_data_dir()/default_rel`.

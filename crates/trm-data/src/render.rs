@@ -64,7 +64,8 @@ const ARC_RGB: [(u8, u8, u8); 10] = [
 /// translated), colours as ANSI backgrounds (or digits), EOS as `E`, PAD as `.`.
 pub fn render_arc(tokens: &[u8], color: bool) -> String {
     let at = |r: usize, c: usize| tokens.get(r * 30 + c).copied().unwrap_or(0);
-    let cells: Vec<(usize, usize)> = (0..30).flat_map(|r| (0..30).map(move |c| (r, c))).filter(|&(r, c)| at(r, c) != 0).collect();
+    let cells: Vec<(usize, usize)> =
+        (0..30).flat_map(|r| (0..30).map(move |c| (r, c))).filter(|&(r, c)| at(r, c) != 0).collect();
     let Some(r0) = cells.iter().map(|x| x.0).min() else { return "(empty)\n".into() };
     let r1 = cells.iter().map(|x| x.0).max().unwrap_or(r0);
     let c0 = cells.iter().map(|x| x.1).min().unwrap_or(0);

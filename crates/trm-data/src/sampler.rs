@@ -62,14 +62,7 @@ pub struct SamplerConfig {
 
 impl SamplerConfig {
     pub fn new(seed: u64, global_batch_size: usize) -> Self {
-        SamplerConfig {
-            seed,
-            global_batch_size,
-            epochs_per_iter: 1,
-            rank: 0,
-            world_size: 1,
-            max_iters: None,
-        }
+        SamplerConfig { seed, global_batch_size, epochs_per_iter: 1, rank: 0, world_size: 1, max_iters: None }
     }
 
     fn local_batch_size(&self) -> Result<usize, DataError> {
@@ -79,7 +72,7 @@ impl SamplerConfig {
                 self.global_batch_size, self.rank, self.world_size
             )));
         }
-        if self.global_batch_size % self.world_size != 0 {
+        if !self.global_batch_size.is_multiple_of(self.world_size) {
             return Err(DataError::Config(format!(
                 "global batch size {} must be a multiple of world size {}",
                 self.global_batch_size, self.world_size
@@ -271,13 +264,7 @@ fn collate(
     let mut ids = Vec::with_capacity(local);
     for &(e, p) in rows {
         inputs.extend(set.inputs(e).iter().map(|&t| t as i32));
-        labels.extend(set.labels(e).iter().map(|&t| {
-            if Some(t as i32) == ignore {
-                IGNORE_LABEL_ID
-            } else {
-                t as i32
-            }
-        }));
+        labels.extend(set.labels(e).iter().map(|&t| if Some(t as i32) == ignore { IGNORE_LABEL_ID } else { t as i32 }));
         ids.push(set.puzzle_identifier(p));
     }
     let pad = local - rows.len();
@@ -314,20 +301,9 @@ pub fn test_batches(
     rank: usize,
     world_size: usize,
 ) -> Result<TestBatches<'_>, DataError> {
-    let cfg = SamplerConfig {
-        rank,
-        world_size,
-        ..SamplerConfig::new(0, global_batch_size)
-    };
+    let cfg = SamplerConfig { rank, world_size, ..SamplerConfig::new(0, global_batch_size) };
     let local = cfg.local_batch_size()?;
-    Ok(TestBatches {
-        ds,
-        global: global_batch_size,
-        local,
-        rank,
-        set_index: 0,
-        start: 0,
-    })
+    Ok(TestBatches { ds, global: global_batch_size, local, rank, set_index: 0, start: 0 })
 }
 
 impl Iterator for TestBatches<'_> {

@@ -4,15 +4,22 @@
 mod common;
 
 use common::{assert_same_files, assert_same_files_except, fixtures, TempDir};
-use trm_data::npy::U8Matrix;
 use trm_data::arc::build::ArcRecipe;
 use trm_data::maze::build::MazeRecipe;
+use trm_data::npy::U8Matrix;
 use trm_data::sudoku::build::SudokuRecipe;
 use trm_data::{DatasetRecipe, NoProgress, PuzzleDataset};
 
 #[test]
 fn official_datasets_open_unchanged() {
-    for (name, examples) in [("arc_official/train", 44), ("arc_official/test", 15), ("sudoku_official/train", 16), ("sudoku_official/test", 3), ("maze_official/train", 16), ("maze_official/test", 1)] {
+    for (name, examples) in [
+        ("arc_official/train", 44),
+        ("arc_official/test", 15),
+        ("sudoku_official/train", 16),
+        ("sudoku_official/test", 3),
+        ("maze_official/train", 16),
+        ("maze_official/test", 1),
+    ] {
         let ds = PuzzleDataset::open(&fixtures().join("official").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(ds.num_examples(), examples, "{name}");
     }

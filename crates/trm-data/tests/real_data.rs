@@ -50,7 +50,14 @@ fn arc_round_trip_on_every_real_task() {
     let Some(arc) = shared_data("arc") else { return };
     let mut rng = NumpyRng::new(0);
     let mut total = 0;
-    for dir in ["arc-agi-1/training", "arc-agi-1/evaluation", "arc-agi-2/training", "arc-agi-2/evaluation", "conceptarc/corpus", "conceptarc/MinimalTasks"] {
+    for dir in [
+        "arc-agi-1/training",
+        "arc-agi-1/evaluation",
+        "arc-agi-2/training",
+        "arc-agi-2/evaluation",
+        "conceptarc/corpus",
+        "conceptarc/MinimalTasks",
+    ] {
         let tasks = read_task_dir(&arc.join(dir)).unwrap();
         total += round_trip(&tasks, &mut rng);
     }
@@ -66,7 +73,13 @@ fn arc_round_trip_on_every_real_task() {
 fn kaggle_subset_counts_match_the_reference() {
     let Some(arc) = shared_data("arc/trm-kaggle-combined") else { return };
     // (tasks, demonstration pairs, test inputs) from the TRM reference, section 6.3.
-    for (subset, want) in [("training", (400, 1302, 416)), ("evaluation", (400, 1363, 419)), ("concept", (160, 427, 480)), ("training2", (1000, 3232, 1076)), ("evaluation2", (120, 358, 172))] {
+    for (subset, want) in [
+        ("training", (400, 1302, 416)),
+        ("evaluation", (400, 1363, 419)),
+        ("concept", (160, 427, 480)),
+        ("training2", (1000, 3232, 1076)),
+        ("evaluation2", (120, 358, 172)),
+    ] {
         let tasks = read_kaggle_subset(&arc.join("arc-agi"), subset).unwrap();
         let demos: usize = tasks.iter().map(|t| t.pairs(Section::Train).count()).sum();
         let tests: usize = tasks.iter().map(|t| t.pairs(Section::Test).count()).sum();
@@ -107,7 +120,12 @@ fn arc1_build_with_two_augmentations() {
 fn tdoku_lists_read_and_validate() {
     let Some(dir) = shared_data("sudoku/tdoku/csv") else { return };
     let shape = SudokuShape::for_size(9).unwrap();
-    for (name, n) in [("puzzles2_17_clue", 49_158), ("puzzles3_magictour_top1465", 1_465), ("puzzles5_forum_hardest_1905_11+", 48_766), ("puzzles6_forum_hardest_1106", 375)] {
+    for (name, n) in [
+        ("puzzles2_17_clue", 49_158),
+        ("puzzles3_magictour_top1465", 1_465),
+        ("puzzles5_forum_hardest_1905_11+", 48_766),
+        ("puzzles6_forum_hardest_1106", 375),
+    ] {
         assert_eq!(read_csv(&dir.join(format!("{name}.csv")), shape).unwrap().len(), n, "{name}");
     }
 }

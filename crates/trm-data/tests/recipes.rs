@@ -19,7 +19,9 @@ struct Config {
 
 #[test]
 fn toml_shapes() {
-    let c: Config = toml::from_str("[data]\nkind = \"sudoku\"\nsize = 4\ntrain = 2000\ntest = 500\nnum_aug = 0\nseed = 0\n").unwrap();
+    let c: Config =
+        toml::from_str("[data]\nkind = \"sudoku\"\nsize = 4\ntrain = 2000\ntest = 500\nnum_aug = 0\nseed = 0\n")
+            .unwrap();
     let DatasetRecipe::Sudoku(s) = &c.data else { panic!("not sudoku") };
     assert_eq!((s.size, s.train, s.test, s.num_aug), (4, Some(2000), Some(500), 0));
     let c: Config = toml::from_str("[data]\nkind = \"sudoku-hard\"\n").unwrap();
@@ -44,7 +46,8 @@ fn values(tokens: &[u8]) -> Vec<u8> {
 fn generated_sudoku_splits_are_unique_solvable_and_disjoint() {
     for (size, train, test, aug) in [(4, 300, 60, 2), (6, 60, 20, 1), (9, 12, 6, 1)] {
         let out = TempDir::new(&format!("gen-sudoku-{size}"));
-        let text = format!("kind = \"sudoku\"\nsize = {size}\ntrain = {train}\ntest = {test}\nnum_aug = {aug}\nseed = 1\n");
+        let text =
+            format!("kind = \"sudoku\"\nsize = {size}\ntrain = {train}\ntest = {test}\nnum_aug = {aug}\nseed = 1\n");
         let recipe: DatasetRecipe = toml::from_str(&text).unwrap();
         let s = recipe.build(out.path(), &NoProgress).unwrap();
         assert_eq!((s.train.groups, s.train.examples, s.test.examples), (train, train * (1 + aug), test));

@@ -98,8 +98,16 @@ fn deterministic_and_resumable() {
 fn ranks_split_the_global_batch() {
     let (_d, ds) = make("s3");
     let whole: Vec<_> = TrainSampler::new(ds.clone(), SamplerConfig::new(5, 4)).unwrap().take(6).collect();
-    let r0: Vec<_> = TrainSampler::new(ds.clone(), SamplerConfig { rank: 0, world_size: 2, ..SamplerConfig::new(5, 4) }).unwrap().take(6).collect();
-    let r1: Vec<_> = TrainSampler::new(ds.clone(), SamplerConfig { rank: 1, world_size: 2, ..SamplerConfig::new(5, 4) }).unwrap().take(6).collect();
+    let r0: Vec<_> =
+        TrainSampler::new(ds.clone(), SamplerConfig { rank: 0, world_size: 2, ..SamplerConfig::new(5, 4) })
+            .unwrap()
+            .take(6)
+            .collect();
+    let r1: Vec<_> =
+        TrainSampler::new(ds.clone(), SamplerConfig { rank: 1, world_size: 2, ..SamplerConfig::new(5, 4) })
+            .unwrap()
+            .take(6)
+            .collect();
     for ((w, a), b) in whole.iter().zip(&r0).zip(&r1) {
         assert_eq!(a.batch_size, 2);
         assert_eq!([a.inputs.clone(), b.inputs.clone()].concat(), w.inputs);

@@ -294,4 +294,61 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
+
+    #[test]
+    fn input_embedding_prefix_padding_and_learned_positions() {
+        let device = Default::default();
+        let mut cfg = TrmConfig::sudoku_att();
+        cfg.hidden_size = 4;
+        cfg.num_heads = 2;
+        cfg.seq_len = 3;
+        cfg.vocab_size = 5;
+        cfg.puzzle_emb_ndim = 6; // not a multiple of D: ceil(6/4) = 2 prefix positions
+        cfg.puzzle_emb_len = 0;
+        cfg.num_puzzle_identifiers = 2;
+        cfg.pos_encodings = PosEncoding::Learned;
+        let mut m = cfg.init::<B>(&device);
+        let table: Vec<f32> = (0..12).map(|i| i as f32 / 10.0).collect();
+        m.puzzle_emb = Some(Tensor::from_data(burn::tensor::TensorData::new(table.clone(), [2, 6]), &device));
+        let inputs = Tensor::<B, 2, Int>::from_data(burn::tensor::TensorData::new(vec![1i64, 4, 0], [1, 3]), &device);
+        let ids = Tensor::<B, 1, Int>::from_data(burn::tensor::TensorData::new(vec![1i64], [1]), &device);
+        let x = m.input_embeddings(inputs, m.puzzle_rows(ids));
+        assert_eq!(x.dims(), [1, 5, 4]);
+        let x = x.into_data().to_vec::<f32>().unwrap();
+        let pos = m.embed_pos.as_ref().unwrap().val().into_data().to_vec::<f32>().unwrap();
+        let tok = m.embed_tokens.val().into_data().to_vec::<f32>().unwrap();
+        // Prefix: row 1 of the table (6 values) then 2 zeros, as 2 positions of width 4.
+        let mut prefix = table[6..12].to_vec();
+        prefix.extend([0.0, 0.0]);
+        for i in 0..8 {
+            let want = 0.707106781 * (prefix[i] + pos[i]) * 2.0;
+            assert!((x[i] - want).abs() < 1e-6, "prefix {i}: {} vs {want}", x[i]);
+        }
+        // Token 4 at sequence position 1 = full position 3.
+        for c in 0..4 {
+            let want = 0.707106781 * (tok[4 * 4 + c] + pos[3 * 4 + c]) * 2.0;
+            assert!((x[3 * 4 + c] - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn reset_carry_resets_only_flagged_samples() {
+        let device = Default::default();
+        let mut cfg = TrmConfig::sudoku_mlp();
+        cfg.hidden_size = 8;
+        cfg.seq_len = 2;
+        cfg.puzzle_emb_ndim = 8;
+        let m = cfg.init::<B>(&device);
+        let shape = [2, cfg.full_seq_len(), 8];
+        let carry = Carry { y: Tensor::<B, 3>::ones(shape, &device), z: Tensor::<B, 3>::ones(shape, &device) };
+        let reset = Tensor::<B, 1, Bool>::from_data(burn::tensor::TensorData::new(vec![false, true], [2]), &device);
+        let out = m.reset_carry(reset, carry);
+        let y = out.y.into_data().to_vec::<f32>().unwrap();
+        let h = m.h_init.clone().into_data().to_vec::<f32>().unwrap();
+        let per = cfg.full_seq_len() * 8;
+        assert!(y[..per].iter().all(|&v| v == 1.0));
+        for (i, v) in y[per..].iter().enumerate() {
+            assert_eq!(*v, h[i % 8]);
+        }
+    }
 }

@@ -184,18 +184,29 @@ pub fn run_parity_with<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<ParityReport, ModelError> {
     let computed = compute_fixture_tensors(model, io, device)?;
-    let floors: Option<BTreeMap<String, f64>> = if B::supports_dtype(device, DType::F64) {
-        let exact = compute_fixture_tensors(&model.clone().cast(DType::F64), io, device)?;
-        Some(
-            computed
-                .iter()
-                .filter_map(|(k, v)| exact.get(k).map(|e| (k.clone(), compare(k, v, e, 0.0).rel_err)))
-                .collect(),
-        )
+    let floors = if B::supports_dtype(device, DType::F64) {
+        Some(float32_floors(&computed, &compute_fixture_tensors(&model.clone().cast(DType::F64), io, device)?))
     } else {
         None
     };
+    Ok(compare_with_reference(computed, io, floors.as_ref()))
+}
 
+/// Float32 rounding error of each tensor: rel. distance between a float32 and a float64 run
+/// of the same computation. It measures how strongly the recursion amplifies rounding,
+/// which is a property of the weights and inputs, so floors measured on one backend (the
+/// CPU) can serve the comparison on another (a GPU without float64).
+pub fn float32_floors(f32_run: &BTreeMap<String, TensorData>, f64_run: &BTreeMap<String, TensorData>) -> BTreeMap<String, f64> {
+    f32_run.iter().filter_map(|(k, v)| f64_run.get(k).map(|e| (k.clone(), compare(k, v, e, 0.0).rel_err))).collect()
+}
+
+/// Compares computed tensors with the fixture's `io`, each within
+/// max(base tolerance, FLOOR_FACTOR x its float32 floor when `floors` are given).
+pub fn compare_with_reference(
+    computed: BTreeMap<String, TensorData>,
+    io: &HashMap<String, TensorData>,
+    floors: Option<&BTreeMap<String, f64>>,
+) -> ParityReport {
     let mut rows_out = Vec::new();
     let mut skipped = Vec::new();
     let mut names: Vec<&String> = io.keys().collect();
@@ -214,7 +225,7 @@ pub fn run_parity_with<B: AutodiffBackend>(
         } else {
             FORWARD_TOLERANCE
         };
-        let floor = floors.as_ref().and_then(|f| f.get(name)).copied();
+        let floor = floors.and_then(|f| f.get(name)).copied();
         let tolerance = base.max(FLOOR_FACTOR * floor.unwrap_or(0.0));
         let mut row = match computed.get(name) {
             Some(ours) if name.ends_with(".halted") => {
@@ -243,5 +254,5 @@ pub fn run_parity_with<B: AutodiffBackend>(
         }
         rows_out.push(row);
     }
-    Ok(ParityReport { rows: rows_out, skipped, computed, floors_measured: floors.is_some() })
+    ParityReport { rows: rows_out, skipped, computed, floors_measured: floors.is_some() }
 }

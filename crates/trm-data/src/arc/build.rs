@@ -181,7 +181,11 @@ impl ArcRecipe {
 
     pub fn build(&self, out: &Path, progress: &dyn Progress) -> Result<BuildSummary, DataError> {
         let seed = u32::try_from(self.seed).map_err(|_| DataError::Config("seed must be below 2^32".into()))?;
-        let test_name = if self.folders.is_some() { self.test_set_name.clone().unwrap_or_else(|| "evaluation".into()) } else { self.subsets().1 };
+        let test_name = if self.folders.is_some() {
+            self.test_set_name.clone().unwrap_or_else(|| "evaluation".into())
+        } else {
+            self.subsets().1
+        };
         let subsets = self.load()?;
         if !subsets.iter().any(|(s, _)| *s == test_name) {
             return Err(DataError::Config(format!("the test set {test_name:?} is not one of the subsets")));
@@ -250,7 +254,10 @@ impl ArcRecipe {
             let pairs_of = |c| pairs_in(c, is_train);
             let dir = out.join(split);
             let members: Vec<usize> = (0..converted.len()).filter(|&i| pairs_of(&converted[i]).is_some()).collect();
-            let n_examples: usize = members.iter().map(|&i| converted[i].versions.len() * pairs_of(&converted[i]).map_or(0, |p| p.len())).sum();
+            let n_examples: usize = members
+                .iter()
+                .map(|&i| converted[i].versions.len() * pairs_of(&converted[i]).map_or(0, |p| p.len()))
+                .sum();
             // Draw offsets in the official order (sequential, cheap), then encode in parallel.
             let mut jobs = Vec::with_capacity(n_examples);
             let mut w = SetWriter::create(&dir, "all", n_examples, SEQ_LEN)?;

@@ -191,7 +191,8 @@ fn read_json(path: &Path) -> Result<Value, DataError> {
 
 /// Parse one task file (`{"train": [...], "test": [...]}`, outputs required).
 pub fn parse_task_file(path: &Path, name: &str, bytes: &[u8]) -> Result<ArcTask, DataError> {
-    let v: Ordered<Value> = serde_json::from_slice(bytes).map_err(|e| DataError::task(path, name, format!("not a task object: {e}")))?;
+    let v: Ordered<Value> =
+        serde_json::from_slice(bytes).map_err(|e| DataError::task(path, name, format!("not a task object: {e}")))?;
     parse_task(path, name, v, None)
 }
 
@@ -239,7 +240,10 @@ pub fn read_kaggle_subset(prefix: &Path, subset: &str) -> Result<Vec<ArcTask>, D
         .into_iter()
         .map(|(name, v)| {
             let sol = match &solutions {
-                Some(s) => Some(s.get(&name).ok_or_else(|| DataError::task(&sol_path, &name, "task missing from the solutions file"))?),
+                Some(s) => Some(
+                    s.get(&name)
+                        .ok_or_else(|| DataError::task(&sol_path, &name, "task missing from the solutions file"))?,
+                ),
                 None => None,
             };
             let v = if sol.is_none() { fill_dummy_outputs(v) } else { v };
@@ -300,7 +304,12 @@ mod tests {
         assert!(t(r#"{"train":[{"input":[[1]]}]}"#).contains("no \"output\""));
         assert!(t("[1,2]").contains("task abc"));
         assert!(t(r#"{"train": 5}"#).contains("expected a list of pairs"));
-        let ok = parse_task_file(p, "abc", br#"{"test":[{"input":[[1]],"output":[[2]]}],"name":"x","train":[{"input":[[3,4]],"output":[[5],[6]]}]}"#).unwrap();
+        let ok = parse_task_file(
+            p,
+            "abc",
+            br#"{"test":[{"input":[[1]],"output":[[2]]}],"name":"x","train":[{"input":[[3,4]],"output":[[5],[6]]}]}"#,
+        )
+        .unwrap();
         assert_eq!(ok.sections[0].0, Section::Test);
         assert_eq!(ok.pairs(Section::Train).next().unwrap().output, Grid::new(2, 1, vec![5, 6]));
     }
@@ -308,8 +317,16 @@ mod tests {
     #[test]
     fn writes_python_style_ordered_json() {
         let p = Path::new("t.json");
-        let task = parse_task_file(p, "t1", br#"{"test":[{"input":[[1]],"output":[[2]]}],"train":[{"input":[[3,4]],"output":[[5],[6]]}]}"#).unwrap();
+        let task = parse_task_file(
+            p,
+            "t1",
+            br#"{"test":[{"input":[[1]],"output":[[2]]}],"train":[{"input":[[3,4]],"output":[[5],[6]]}]}"#,
+        )
+        .unwrap();
         let text = String::from_utf8(crate::metadata::to_python_json(&task).unwrap()).unwrap();
-        assert_eq!(text, r#"{"test": [{"input": [[1]], "output": [[2]]}], "train": [{"input": [[3, 4]], "output": [[5], [6]]}]}"#);
+        assert_eq!(
+            text,
+            r#"{"test": [{"input": [[1]], "output": [[2]]}], "train": [{"input": [[3, 4]], "output": [[5], [6]]}]}"#
+        );
     }
 }

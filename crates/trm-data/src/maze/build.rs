@@ -52,8 +52,13 @@ pub struct MazeRecipe {
     pub subsample: Option<usize>,
 }
 
-fn write_split(dir: &Path, mazes: &[MazePuzzle], aug: bool, progress: &dyn Progress) -> Result<SetCounts, DataError> {
-    let side = mazes.first().map_or(0, |m| m.side);
+fn write_split(
+    dir: &Path,
+    side: usize,
+    mazes: &[MazePuzzle],
+    aug: bool,
+    progress: &dyn Progress,
+) -> Result<SetCounts, DataError> {
     let l = side * side;
     let copies = if aug { 8 } else { 1 };
     let mut w = SetWriter::create(dir, "all", mazes.len() * copies, l)?;
@@ -88,7 +93,8 @@ impl MazeRecipe {
                 let mut train = read_csv(tr)?;
                 if let Some(k) = self.subsample {
                     if k < train.len() {
-                        let seed = u32::try_from(self.seed).map_err(|_| DataError::Config("seed must be below 2^32".into()))?;
+                        let seed = u32::try_from(self.seed)
+                            .map_err(|_| DataError::Config("seed must be below 2^32".into()))?;
                         let idx = NumpyRng::new(seed).choice_without_replacement(train.len(), k);
                         train = idx.into_iter().map(|i| train[i].clone()).collect();
                     }
@@ -102,8 +108,8 @@ impl MazeRecipe {
         if test.iter().chain(&train).any(|m| m.side != side) {
             return Err(DataError::Config("train and test mazes have different sizes".into()));
         }
-        let tr = write_split(&out.join("train"), &train, self.aug, progress)?;
-        let te = write_split(&out.join("test"), &test, false, progress)?;
+        let tr = write_split(&out.join("train"), side, &train, self.aug, progress)?;
+        let te = write_split(&out.join("test"), side, &test, false, progress)?;
         write_python_json(&out.join("identifiers.json"), &["<blank>"])?;
         Ok(BuildSummary {
             out_dir: out.to_owned(),

@@ -150,13 +150,11 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<MazePuzzle>, DataError> 
             )));
         }
         check_row(q.as_bytes(), a.as_bytes(), s).map_err(err)?;
-        let rating = rating.trim().parse::<u64>().map_err(|_| err(format!("rating {rating:?} is not a non-negative integer")))?;
-        out.push(MazePuzzle {
-            side: s,
-            question: q.as_bytes().to_vec(),
-            answer: a.as_bytes().to_vec(),
-            rating,
-        });
+        let rating = rating
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| err(format!("rating {rating:?} is not a non-negative integer")))?;
+        out.push(MazePuzzle { side: s, question: q.as_bytes().to_vec(), answer: a.as_bytes().to_vec(), rating });
     }
     Ok(out)
 }
@@ -199,6 +197,9 @@ mod tests {
         assert!(parse_csv(p, broken).unwrap_err().to_string().contains("does not connect"));
         let alien = "h\nx,S#xG,S#xG,2\n";
         assert!(parse_csv(p, alien).unwrap_err().to_string().contains("'x'"));
-        assert_eq!((char_token(b'#'), char_token(b' '), char_token(b'S'), char_token(b'G'), char_token(b'o')), (1, 2, 3, 4, 5));
+        assert_eq!(
+            (char_token(b'#'), char_token(b' '), char_token(b'S'), char_token(b'G'), char_token(b'o')),
+            (1, 2, 3, 4, 5)
+        );
     }
 }

@@ -43,12 +43,7 @@ impl SudokuTransform {
         };
         let row_perm = perm_lines(rng, shape.box_rows);
         let col_perm = perm_lines(rng, shape.box_cols);
-        SudokuTransform {
-            digit_map,
-            transpose,
-            row_perm,
-            col_perm,
-        }
+        SudokuTransform { digit_map, transpose, row_perm, col_perm }
     }
 
     /// Apply to a grid of cells (0 blank, 1..=n).
@@ -67,12 +62,7 @@ impl SudokuTransform {
 }
 
 /// `shuffle_sudoku(board, solution)`: draw one transform and apply it to both.
-pub fn shuffle_sudoku(
-    rng: &mut NumpyRng,
-    shape: SudokuShape,
-    board: &[u8],
-    solution: &[u8],
-) -> (Vec<u8>, Vec<u8>) {
+pub fn shuffle_sudoku(rng: &mut NumpyRng, shape: SudokuShape, board: &[u8], solution: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let t = SudokuTransform::draw(rng, shape);
     (t.apply(board), t.apply(solution))
 }

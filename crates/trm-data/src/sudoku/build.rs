@@ -128,7 +128,13 @@ fn write_split(
     Ok(counts)
 }
 
-fn finish(out: &Path, shape: SudokuShape, train: SetCounts, test: SetCounts, notes: Vec<String>) -> Result<BuildSummary, DataError> {
+fn finish(
+    out: &Path,
+    shape: SudokuShape,
+    train: SetCounts,
+    test: SetCounts,
+    notes: Vec<String>,
+) -> Result<BuildSummary, DataError> {
     write_python_json(&out.join("identifiers.json"), &["<blank>"])?;
     Ok(BuildSummary {
         out_dir: out.to_owned(),
@@ -148,7 +154,7 @@ impl SudokuRecipe {
         let shape = SudokuShape::for_size(self.size)?;
         let mut rng = NumpyRng::new(numpy_seed(self.seed)?);
         let (train, test) = match (&self.train_csv, &self.test_csv) {
-            (Some(tr), Some(te)) => self.from_csv(shape, tr, te, &mut rng)?,
+            (Some(tr), Some(te)) => self.read_csvs(shape, tr, te, &mut rng)?,
             (None, None) => self.generate(shape, progress)?,
             _ => return Err(DataError::Config("give both train_csv and test_csv, or neither to generate".into())),
         };
@@ -157,7 +163,13 @@ impl SudokuRecipe {
         finish(out, shape, tr, te, Vec::new())
     }
 
-    fn from_csv(&self, shape: SudokuShape, tr: &Path, te: &Path, rng: &mut NumpyRng) -> Result<(Vec<SudokuPuzzle>, Vec<SudokuPuzzle>), DataError> {
+    fn read_csvs(
+        &self,
+        shape: SudokuShape,
+        tr: &Path,
+        te: &Path,
+        rng: &mut NumpyRng,
+    ) -> Result<(Vec<SudokuPuzzle>, Vec<SudokuPuzzle>), DataError> {
         let keep = |v: Vec<SudokuPuzzle>| -> Vec<SudokuPuzzle> {
             v.into_iter().filter(|p| self.min_difficulty.is_none_or(|m| p.rating >= m)).collect()
         };
@@ -184,12 +196,17 @@ impl SudokuRecipe {
     /// Generate `train` + `test` puzzles. Splits are by equivalence class (canonical form):
     /// a class goes wholly to train or to test, so no test puzzle is a training puzzle up to
     /// the augmentations; exact duplicates are dropped.
-    fn generate(&self, shape: SudokuShape, progress: &dyn Progress) -> Result<(Vec<SudokuPuzzle>, Vec<SudokuPuzzle>), DataError> {
+    fn generate(
+        &self,
+        shape: SudokuShape,
+        progress: &dyn Progress,
+    ) -> Result<(Vec<SudokuPuzzle>, Vec<SudokuPuzzle>), DataError> {
         let (want_train, want_test) = match (self.train, self.test) {
             (Some(a), Some(b)) => (a, b),
             _ => return Err(DataError::Config("generated Sudoku needs `train` and `test` counts".into())),
         };
-        let gen = Generator::new(shape, Difficulty { givens: self.givens, min_guesses: self.min_difficulty }, self.seed);
+        let gen =
+            Generator::new(shape, Difficulty { givens: self.givens, min_guesses: self.min_difficulty }, self.seed);
         let canon = Canonicalizer::new(shape);
         let total = want_train + want_test;
         let max_index = 50 * total as u64 + 10_000;
@@ -212,10 +229,12 @@ impl SudokuRecipe {
             let chunk = (missing + missing / 8 + 32) as u64;
             let made: Vec<Option<(SudokuPuzzle, Vec<u8>)>> = (next..next + chunk)
                 .into_par_iter()
-                .map(|i| gen.puzzle(i).map(|p| {
-                    let c = canon.canonical(&p.question);
-                    (p, c)
-                }))
+                .map(|i| {
+                    gen.puzzle(i).map(|p| {
+                        let c = canon.canonical(&p.question);
+                        (p, c)
+                    })
+                })
                 .collect();
             next += chunk;
             for (p, class) in made.into_iter().flatten() {
@@ -270,13 +289,18 @@ impl SudokuHardRecipe {
         let mut seen = HashSet::new();
         let classes: Vec<usize> = (0..pool.len()).filter(|&i| seen.insert(forms[i].clone())).collect();
         if classes.len() <= self.train {
-            return Err(DataError::Config(format!("only {} distinct puzzles for {} training puzzles", classes.len(), self.train)));
+            return Err(DataError::Config(format!(
+                "only {} distinct puzzles for {} training puzzles",
+                classes.len(),
+                self.train
+            )));
         }
         let mut rng = NumpyRng::new(numpy_seed(self.seed)?);
         let chosen = rng.choice_without_replacement(classes.len(), self.train);
         let in_train: HashSet<usize> = chosen.iter().copied().collect();
         let train: Vec<SudokuPuzzle> = chosen.iter().map(|&c| pool[classes[c]].clone()).collect();
-        let mut test: Vec<SudokuPuzzle> = (0..classes.len()).filter(|c| !in_train.contains(c)).map(|c| pool[classes[c]].clone()).collect();
+        let mut test: Vec<SudokuPuzzle> =
+            (0..classes.len()).filter(|c| !in_train.contains(c)).map(|c| pool[classes[c]].clone()).collect();
         if let Some(k) = self.test {
             if k < test.len() {
                 let mut trng = NumpyRng::new(numpy_seed(self.seed)?.wrapping_add(1));

@@ -125,11 +125,7 @@ impl Canonicalizer {
         let mut best = [u16::MAX; 9];
         let mut ties: Vec<(Vec<u8>, usize)> = Vec::new();
         for &t in &self.transposes {
-            let g: Vec<u8> = if t {
-                (0..n * n).map(|i| cells[(i % n) * n + i / n]).collect()
-            } else {
-                cells.to_vec()
-            };
+            let g: Vec<u8> = if t { (0..n * n).map(|i| cells[(i % n) * n + i / n]).collect() } else { cells.to_vec() };
             let mut rowmask = [0usize; 9];
             for (r, m) in rowmask.iter_mut().enumerate().take(n) {
                 *m = (0..n).filter(|&c| g[r * n + c] != 0).map(|c| 1 << c).sum();
@@ -168,9 +164,8 @@ impl Canonicalizer {
                     self.tables[k * size + rm]
                 })
                 .collect();
-            let band_rows: Vec<Vec<usize>> = (0..bands)
-                .map(|b| (b * self.box_rows..(b + 1) * self.box_rows).collect())
-                .collect();
+            let band_rows: Vec<Vec<usize>> =
+                (0..bands).map(|b| (b * self.box_rows..(b + 1) * self.box_rows).collect()).collect();
             let sorted_band = |b: usize| {
                 let mut v: Vec<u16> = band_rows[b].iter().map(|&r| m[r]).collect();
                 v.sort_unstable();

@@ -36,12 +36,7 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(shape: SudokuShape, difficulty: Difficulty, seed: u64) -> Self {
-        Generator {
-            shape,
-            solver: Solver::new(shape),
-            difficulty,
-            seed,
-        }
+        Generator { shape, solver: Solver::new(shape), difficulty, seed }
     }
 
     /// A random complete grid.
@@ -95,12 +90,7 @@ impl Generator {
         if guesses < self.difficulty.min_guesses.unwrap_or(0) {
             return None;
         }
-        Some(SudokuPuzzle {
-            source: format!("generated-{n}x{n}"),
-            question: q,
-            answer,
-            rating: guesses,
-        })
+        Some(SudokuPuzzle { source: format!("generated-{n}x{n}"), question: q, answer, rating: guesses })
     }
 }
 

@@ -105,13 +105,11 @@ pub fn check_solution(shape: SudokuShape, question: &[u8], answer: &[u8]) -> Res
     for r in 0..n {
         for c in 0..n {
             let bit = 1u16 << (answer[r * n + c] - 1);
-            for (u, what, k) in [(r, "row", r), (n + c, "column", c), (2 * n + shape.box_of(r, c), "box", shape.box_of(r, c))] {
+            for (u, what, k) in
+                [(r, "row", r), (n + c, "column", c), (2 * n + shape.box_of(r, c), "box", shape.box_of(r, c))]
+            {
                 if seen[u] & bit != 0 {
-                    return Err(format!(
-                        "solution repeats digit {} in {what} {}",
-                        answer[r * n + c],
-                        k + 1
-                    ));
+                    return Err(format!("solution repeats digit {} in {what} {}", answer[r * n + c], k + 1));
                 }
                 seen[u] |= bit;
             }
@@ -149,12 +147,7 @@ pub fn parse_csv(path: &Path, text: &str, shape: SudokuShape) -> Result<Vec<Sudo
             .trim()
             .parse::<u64>()
             .map_err(|_| err(format!("rating {rating:?} is not a non-negative integer")))?;
-        out.push(SudokuPuzzle {
-            source: source.clone(),
-            question,
-            answer,
-            rating,
-        });
+        out.push(SudokuPuzzle { source: source.clone(), question, answer, rating });
     }
     Ok(out)
 }
@@ -213,11 +206,14 @@ mod tests {
         assert_eq!(to_tokens(&r[0].question)[..2], [5, 1]);
         // Swap two digits of the answer: it no longer agrees with the givens.
         let bad = A.replacen('4', "x", 1).replacen('6', "4", 1).replacen('x', "6", 1);
-        let e = parse_csv(p, &format!("h\nm,{Q},{bad},7\n"), SudokuShape::for_size(9).unwrap()).unwrap_err().to_string();
+        let e =
+            parse_csv(p, &format!("h\nm,{Q},{bad},7\n"), SudokuShape::for_size(9).unwrap()).unwrap_err().to_string();
         assert!(e.contains("row 2") && e.contains("does not solve"), "{e}");
         let e = parse_csv(p, &format!("h\nm,{Q},{A}\n"), SudokuShape::for_size(9).unwrap()).unwrap_err().to_string();
         assert!(e.contains("expected 4 fields"), "{e}");
-        let e = parse_csv(p, &format!("h\nm,{},{A},1\n", Q.replacen('4', "x", 1)), SudokuShape::for_size(9).unwrap()).unwrap_err().to_string();
+        let e = parse_csv(p, &format!("h\nm,{},{A},1\n", Q.replacen('4', "x", 1)), SudokuShape::for_size(9).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid character 'x'"), "{e}");
     }
 

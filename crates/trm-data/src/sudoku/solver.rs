@@ -46,12 +46,7 @@ impl Solver {
                 cell_units[i] = [r, n + c, 2 * n + b];
             }
         }
-        Solver {
-            n,
-            full: ((1u32 << n) - 1) as u16,
-            units,
-            cell_units,
-        }
+        Solver { n, full: ((1u32 << n) - 1) as u16, units, cell_units }
     }
 
     fn place(&self, s: &mut State, i: usize, d: u8) {
@@ -73,10 +68,7 @@ impl Solver {
         if cells.len() != self.n * self.n {
             return None;
         }
-        let mut s = State {
-            cells: [0; 81],
-            used: [0; 27],
-        };
+        let mut s = State { cells: [0; 81], used: [0; 27] };
         for (i, &d) in cells.iter().enumerate() {
             if d == 0 {
                 continue;
@@ -92,11 +84,7 @@ impl Solver {
     /// Count solutions up to `limit`. `order` (a permutation of digits 1..=n, or empty
     /// for ascending) sets the branching order, which the generator randomises.
     pub fn solve(&self, cells: &[u8], limit: usize, order: &[u8]) -> SolveResult {
-        let mut res = SolveResult {
-            solutions: 0,
-            first: None,
-            guesses: 0,
-        };
+        let mut res = SolveResult { solutions: 0, first: None, guesses: 0 };
         if let Some(s) = self.init(cells) {
             self.search(s, limit, order, &mut res);
         }
@@ -191,11 +179,7 @@ impl Solver {
             return;
         }
         let cand = self.candidates(&s, best);
-        let digits: Vec<u8> = if order.is_empty() {
-            (1..=n as u8).collect()
-        } else {
-            order.to_vec()
-        };
+        let digits: Vec<u8> = if order.is_empty() { (1..=n as u8).collect() } else { order.to_vec() };
         for d in digits {
             if cand & (1 << (d - 1)) == 0 {
                 continue;
@@ -219,11 +203,8 @@ mod tests {
     #[test]
     fn solves_known_puzzle_uniquely() {
         // First row of tdoku's puzzles3_magictour_top1465 and its published solution.
-        let q = parse_grid(
-            "4...3.......6..8..........1....5..9..8....6...7.2........1.27..5.3....4.9........",
-            9,
-        )
-        .unwrap();
+        let q =
+            parse_grid("4...3.......6..8..........1....5..9..8....6...7.2........1.27..5.3....4.9........", 9).unwrap();
         let a = "468931527751624839392578461134756298289413675675289314846192753513867942927345186";
         let r = Solver::new(SudokuShape::for_size(9).unwrap()).solve(&q, 2, &[]);
         assert_eq!(r.solutions, 1);

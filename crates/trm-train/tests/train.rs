@@ -1,0 +1,139 @@
+//! End-to-end runs on generated 4x4 Sudoku with a tiny model.
+
+use std::path::{Path, PathBuf};
+
+use trm_train::{train, RunOptions, Silent, TrainConfig, TrainError};
+
+type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+
+fn scratch(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-train-tests").join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn config(name: &str, extra_train: &str) -> TrainConfig {
+    let root = scratch(name);
+    let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-train-tests").join("data-sudoku4");
+    let text = format!(
+        r#"
+out_dir = "{out}"
+seed = 3
+[data]
+dir = "{data}"
+[data.recipe]
+kind = "sudoku"
+size = 4
+train = 48
+test = 12
+seed = 1
+[arch]
+hidden_size = 16
+num_heads = 2
+expansion = 2.0
+t_cycles = 2
+n_cycles = 2
+n_sup = 3
+mlp_t = true
+pos_encodings = "none"
+puzzle_emb_ndim = 16
+puzzle_emb_len = 1
+[train]
+global_batch_size = 8
+max_steps = 6
+lr = 3e-3
+lr_warmup_steps = 2
+lr_min_ratio = 0.1
+weight_decay = 0.1
+puzzle_emb_lr = 1e-2
+puzzle_emb_weight_decay = 0.1
+ema_rate = 0.9
+{extra_train}
+[run]
+eval_interval = 100
+checkpoint_every = 3
+keep_last = 2
+eval_batch_size = 8
+"#,
+        out = root.join("run").display(),
+        data = data.display()
+    );
+    TrainConfig::from_toml_str(&text).unwrap()
+}
+
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_loss_curve() {
+    let full = config("full", "");
+    let out = train::<B>(full.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    assert_eq!(out.steps, 6);
+    let want = losses(&full.out_dir);
+    assert_eq!(want.len(), 6);
+    assert!(want.iter().all(|(_, l)| l.is_finite() && *l > 0.0));
+
+    let split = config("split", "");
+    let first = RunOptions { resume: false, stop_after_steps: Some(3) };
+    assert_eq!(train::<B>(split.clone(), &first, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap().steps, 3);
+    let resume = RunOptions { resume: true, stop_after_steps: None };
+    let out = train::<B>(split.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    assert_eq!(out.steps, 6);
+    assert_eq!(losses(&split.out_dir), want, "resumed curve differs from the uninterrupted one");
+    // The final exported checkpoints hold the same weights.
+    let a = trm_model::checkpoint::read_tensors(&out.last_checkpoint.unwrap().join("model.safetensors")).unwrap();
+    let b = trm_model::checkpoint::read_tensors(&full.out_dir.join("checkpoints/step-00000006/model.safetensors")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (k, v) in &a {
+        assert_eq!(v, &b[k], "tensor {k}");
+    }
+    // keep_last = 2: step 3 and step 6 remain.
+    assert_eq!(trm_train::list_checkpoints(&split.out_dir).len(), 2);
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let mut cfg = config("nan", "");
+    cfg.train.lr = 1e30;
+    cfg.train.lr_warmup_steps = 0;
+    cfg.run.checkpoint_every = 1;
+    let err = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap_err();
+    let TrainError::NonFinite { step, .. } = err else { panic!("expected NonFinite, got {err}") };
+    assert!(step >= 2, "the first step starts from finite weights");
+    assert!(err.to_string().contains("last good checkpoint"));
+    let last = trm_train::latest_checkpoint(&cfg.out_dir).unwrap();
+    assert!(last.ends_with(format!("step-{:08}", step - 1)), "{}", last.display());
+    let model = trm_model::load_model::<burn::backend::NdArray<f32>>(&last.join("model.safetensors"), &Default::default());
+    assert!(model.is_ok());
+}
+
+#[test]
+fn paper_mode_and_adamw_with_one_step_gradients_run() {
+    let cfg = config("paper", "act = \"paper\"\noptimizer = \"adamw\"\ngrad = \"one_step\"\n");
+    let out = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    assert_eq!(out.steps, 6);
+    let e = out.last_eval.unwrap();
+    assert_eq!(e.examples, 12);
+    assert_eq!(e.steps, 3.0);
+    assert!((1.0..=3.0).contains(&e.adaptive_steps));
+    // Paper mode: steps within a minibatch count 1, 2, 3.
+    let text = std::fs::read_to_string(cfg.out_dir.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["steps"].as_f64(), Some(1.0));
+}
+
+#[test]
+fn bad_config_is_rejected_before_any_work() {
+    let mut cfg = config("bad", "");
+    cfg.train.global_batch_size = 0;
+    let err = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap_err();
+    assert!(err.to_string().contains("train.global_batch_size"), "{err}");
+    assert!(!cfg.out_dir.exists());
+}
