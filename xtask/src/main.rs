@@ -3,6 +3,11 @@
 //! - `cargo xtask ci`: what `.ci/run` runs (fmt check, tests, clippy).
 //! - `cargo xtask parity [DIR]`: `trm parity` on every fixture folder (release build).
 //! - `cargo xtask check-gpu`: compile the wgpu and cuda paths (no GPU needed).
+//! - `cargo xtask bench [--features wgpu,cuda] [--vs-official DIR]`: `trm bench` on the
+//!   issue-5 configurations for every backend built, criterion micro-benchmarks, and
+//!   docs/benchmarks.md (see bench.rs).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,9 +39,11 @@ enum Task {
     },
     /// cargo check of the wgpu and cuda backends, tests included.
     CheckGpu,
+    /// Benchmarks: `trm bench` per backend, criterion, optional official comparison.
+    Bench(bench::BenchTask),
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
         .status()
@@ -91,6 +98,7 @@ fn main() -> Result<()> {
             println!("parity passed on {} fixture folder(s)", dirs.len());
             Ok(())
         }
+        Task::Bench(task) => bench::run(task),
         Task::CheckGpu => {
             cargo(&["check", "-p", "trm-cli", "--features", "wgpu,cuda"])?;
             cargo(&["check", "-p", "trm-model", "--tests", "--features", "test-wgpu,test-cuda"])

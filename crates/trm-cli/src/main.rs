@@ -1,7 +1,14 @@
-//! The `trm` command-line tool.
+//! `trm`: train, evaluate and run Tiny Recursive Models. A thin layer over the library
+//! crates: every command parses its arguments and calls one library entry point.
+
+#![recursion_limit = "256"]
 
 use clap::{Parser, Subcommand};
+use trm_backend::BackendKind;
 
+mod bench_cmd;
+mod data_cmd;
+mod parity_cmd;
 mod train_cmd;
 
 #[derive(Debug, Parser)]
@@ -13,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build and inspect datasets.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Train from a config (builds the data if needed), or resume a run.
     Train(train_cmd::TrainArgs),
     /// Evaluate a checkpoint on a dataset's test split.
@@ -21,13 +31,32 @@ enum Command {
     Solve(train_cmd::SolveArgs),
     /// Plot a run's metrics to PNG.
     Plot(train_cmd::PlotArgs),
+    /// Time a training step, inference and a matmul on synthetic batches.
+    Bench(bench_cmd::BenchArgs),
+    /// Check the model against tensors recorded from the official PyTorch code.
+    Parity(parity_cmd::ParityArgs),
+    /// List the backends compiled into this binary.
+    Backends,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Parity(args) => parity_cmd::run(args),
+        Command::Backends => {
+            for kind in BackendKind::ALL {
+                let state = if kind.is_compiled() { "compiled in" } else { "not compiled (cargo feature missing)" };
+                println!("{kind:<5} {state:<40} feature `{}`", kind.cargo_feature());
+            }
+            Ok(())
+        }
         Command::Train(a) => train_cmd::run_train(a),
         Command::Eval(a) => train_cmd::run_eval(a),
         Command::Solve(a) => train_cmd::run_solve(a),
         Command::Plot(a) => train_cmd::run_plot(a),
+        Command::Bench(a) => {
+            let (backend, device) = (a.backend, a.device);
+            bench_cmd::run(a, backend, device)
+        }
     }
 }

@@ -19,6 +19,12 @@ pub struct ParityArgs {
     /// Print only failures and the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Backend: cpu (ndarray), wgpu or cuda (the last two need their cargo feature).
+    #[arg(long, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Device index on the backend.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
 }
 
 struct Job(ParityArgs);
@@ -27,7 +33,8 @@ impl BackendJob for Job {
     type Output = anyhow::Result<()>;
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
         let args = self.0;
-        let report = run_parity::<B>(&args.dir, &device).with_context(|| format!("parity on {}", args.dir.display()))?;
+        let report =
+            run_parity::<B>(&args.dir, &device).with_context(|| format!("parity on {}", args.dir.display()))?;
         println!("parity {} on backend {kind}", args.dir.display());
         if !report.floors_measured {
             println!("(this backend has no float64: tolerances are the base ones, with no float32-rounding floor)");
@@ -46,7 +53,11 @@ impl BackendJob for Job {
             println!("{name:<64} not compared: {why}");
         }
         let failed = report.rows.iter().filter(|r| !r.ok).count();
-        println!("{} tensors compared, {failed} out of tolerance, max rel err {:.3e}", report.rows.len(), report.max_rel_err());
+        println!(
+            "{} tensors compared, {failed} out of tolerance, max rel err {:.3e}",
+            report.rows.len(),
+            report.max_rel_err()
+        );
         if let Some(out) = &args.out {
             report.write(out).with_context(|| format!("writing {}", out.display()))?;
             println!("wrote {}", out.display());
@@ -59,6 +70,7 @@ impl BackendJob for Job {
 }
 
 /// Runs `trm parity`.
-pub fn run(args: ParityArgs, backend: BackendKind, device: usize) -> anyhow::Result<()> {
+pub fn run(args: ParityArgs) -> anyhow::Result<()> {
+    let (backend, device) = (args.backend, args.device);
     trm_backend::dispatch(backend, device, Job(args))?
 }

@@ -136,7 +136,12 @@ impl BackendJob for TrainJob {
         let mut obs = Bar { bar, last_exact: 0.0 };
         let out = trm_train::train::<B>(self.cfg.clone(), &self.options, device.clone(), &NoProgress, &mut obs)?;
         obs.bar.finish_and_clear();
-        println!("trained {} steps in {:.1}s; run folder {}", out.steps, started.elapsed().as_secs_f64(), out.run_dir.display());
+        println!(
+            "trained {} steps in {:.1}s; run folder {}",
+            out.steps,
+            started.elapsed().as_secs_f64(),
+            out.run_dir.display()
+        );
         if let Some(e) = &out.last_eval {
             println!("{}", eval_line(e));
         }
@@ -159,12 +164,14 @@ fn show_solved<B: Backend>(model: &Trm<B>, test: &PuzzleDataset) -> anyhow::Resu
     }
     let l = test.metadata().seq_len;
     let mut inputs = Vec::with_capacity(n * l);
+    let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         inputs.extend(test.example(i).expect("in range").0.iter().map(|&t| t as i64));
+        ids.push(test.example_identifier(i).unwrap_or(0) as i64);
     }
     let device = model.h_init.device();
     let opts = InferenceOptions { max_steps: model.config().n_sup, halt: false };
-    let ids = Tensor::<B, 1, Int>::zeros([n], &device);
+    let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), &device);
     let out = trm_inference(model, Tensor::from_data(TensorData::new(inputs, [n, l]), &device), ids, opts);
     for i in 0..n {
         let (inp, lab) = test.example(i).expect("in range");
@@ -201,7 +208,8 @@ pub fn resolve_model(path: &Path) -> anyhow::Result<PathBuf> {
     if path.join("model.safetensors").is_file() {
         return Ok(path.join("model.safetensors"));
     }
-    let ckpt = trm_train::latest_checkpoint(path).with_context(|| format!("{}: not a model, checkpoint or run folder", path.display()))?;
+    let ckpt = trm_train::latest_checkpoint(path)
+        .with_context(|| format!("{}: not a model, checkpoint or run folder", path.display()))?;
     Ok(ckpt.join("model.safetensors"))
 }
 
@@ -275,7 +283,10 @@ pub fn run_solve(args: SolveArgs) -> anyhow::Result<()> {
         }
     };
     let device = Default::default();
-    let inputs = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, cfg.seq_len]), &device);
+    let inputs = Tensor::<Cpu, 2, Int>::from_data(
+        TensorData::new(tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, cfg.seq_len]),
+        &device,
+    );
     let ids = Tensor::<Cpu, 1, Int>::zeros([1], &device);
     let opts = InferenceOptions { max_steps: args.max_steps.unwrap_or(cfg.n_sup), halt: !args.no_halt };
     let out = trm_inference(&model, inputs, ids, opts);

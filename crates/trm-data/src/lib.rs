@@ -2,6 +2,7 @@
 //! sampler and test iterator, and Sudoku, Maze and ARC readers, generators, augmentations
 //! and builders. No Burn dependency: batches are plain arrays.
 
+pub mod ar_tasks;
 pub mod arc;
 pub mod csv;
 pub mod dataset;

@@ -49,6 +49,16 @@ impl<B: Backend> Rope<B> {
         Self { cos: self.cos.cast(dtype), sin: self.sin.cast(dtype) }
     }
 
+    /// The cosine table, [positions, head_dim].
+    pub fn cos(&self) -> &Tensor<B, 2> {
+        &self.cos
+    }
+
+    /// The sine table, [positions, head_dim].
+    pub fn sin(&self) -> &Tensor<B, 2> {
+        &self.sin
+    }
+
     /// Rotates `x` of shape [B, heads, S, head_dim].
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [_, _, s, d] = x.dims();

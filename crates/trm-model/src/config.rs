@@ -197,13 +197,13 @@ impl TrmConfig {
             if self.num_heads == 0 {
                 return bad("num_heads", "must be positive".into());
             }
-            if self.hidden_size % self.num_heads != 0 {
+            if !self.hidden_size.is_multiple_of(self.num_heads) {
                 return bad(
                     "hidden_size",
                     format!("{} is not divisible by num_heads = {}", self.hidden_size, self.num_heads),
                 );
             }
-            if self.pos_encodings == PosEncoding::Rope && self.head_dim() % 2 != 0 {
+            if self.pos_encodings == PosEncoding::Rope && !self.head_dim().is_multiple_of(2) {
                 return bad("num_heads", format!("RoPE needs an even head_dim, got {}", self.head_dim()));
             }
         }

@@ -32,7 +32,9 @@
 #![recursion_limit = "256"]
 
 pub mod act;
+pub mod ar;
 pub mod attention;
+pub mod bench;
 pub mod block;
 pub mod checkpoint;
 pub mod config;

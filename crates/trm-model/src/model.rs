@@ -12,6 +12,10 @@ use crate::block::ReasoningModule;
 use crate::config::{PosEncoding, TrmConfig};
 use crate::layers::{float_tensor, param_from, trunc_normal, Linear};
 
+/// The official code scales learned positions by this literal, not by an exact 1/sqrt(2).
+#[allow(clippy::approx_constant, clippy::excessive_precision)]
+pub(crate) const LEARNED_POS_SCALE: f64 = 0.707106781;
+
 /// The recursive state carried between supervision steps: answer y and latent z,
 /// each [B, P+L, D] (official names z_H and z_L).
 #[derive(Debug, Clone)]
@@ -173,7 +177,7 @@ impl<B: Backend> Trm<B> {
             x = Tensor::cat(vec![rows.reshape([b, p, d]), x], 1);
         }
         if let Some(pos) = &self.embed_pos {
-            x = (x + pos.val().unsqueeze::<3>()).mul_scalar(0.707106781);
+            x = (x + pos.val().unsqueeze::<3>()).mul_scalar(LEARNED_POS_SCALE);
         }
         x.mul_scalar((d as f64).sqrt())
     }
@@ -321,12 +325,12 @@ mod tests {
         let mut prefix = table[6..12].to_vec();
         prefix.extend([0.0, 0.0]);
         for i in 0..8 {
-            let want = 0.707106781 * (prefix[i] + pos[i]) * 2.0;
+            let want = LEARNED_POS_SCALE as f32 * (prefix[i] + pos[i]) * 2.0;
             assert!((x[i] - want).abs() < 1e-6, "prefix {i}: {} vs {want}", x[i]);
         }
         // Token 4 at sequence position 1 = full position 3.
         for c in 0..4 {
-            let want = 0.707106781 * (tok[4 * 4 + c] + pos[3 * 4 + c]) * 2.0;
+            let want = LEARNED_POS_SCALE as f32 * (tok[4 * 4 + c] + pos[3 * 4 + c]) * 2.0;
             assert!((x[3 * 4 + c] - want).abs() < 1e-6);
         }
     }

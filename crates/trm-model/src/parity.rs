@@ -196,7 +196,10 @@ pub fn run_parity_with<B: AutodiffBackend>(
 /// of the same computation. It measures how strongly the recursion amplifies rounding,
 /// which is a property of the weights and inputs, so floors measured on one backend (the
 /// CPU) can serve the comparison on another (a GPU without float64).
-pub fn float32_floors(f32_run: &BTreeMap<String, TensorData>, f64_run: &BTreeMap<String, TensorData>) -> BTreeMap<String, f64> {
+pub fn float32_floors(
+    f32_run: &BTreeMap<String, TensorData>,
+    f64_run: &BTreeMap<String, TensorData>,
+) -> BTreeMap<String, f64> {
     f32_run.iter().filter_map(|(k, v)| f64_run.get(k).map(|e| (k.clone(), compare(k, v, e, 0.0).rel_err))).collect()
 }
 

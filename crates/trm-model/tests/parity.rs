@@ -40,7 +40,14 @@ fn assert_passed(dir: &Path, report: &ParityReport, failures: &mut Vec<String>) 
     assert!(report.rows.iter().any(|r| r.name.starts_with("grad.")), "no gradients compared");
     assert!(report.rows.iter().any(|r| r.name.starts_with("eval.")), "no evaluation steps compared");
     for row in report.rows.iter().filter(|r| !r.ok) {
-        failures.push(format!("{}: {} rel err {:.3e} (tol {:.1e}) {:?}", dir.display(), row.name, row.rel_err, row.tolerance, row.note));
+        failures.push(format!(
+            "{}: {} rel err {:.3e} (tol {:.1e}) {:?}",
+            dir.display(),
+            row.name,
+            row.rel_err,
+            row.tolerance,
+            row.note
+        ));
     }
 }
 

@@ -40,7 +40,8 @@ fn undo(aug: Option<ArcAug>, g: Grid) -> Grid {
 }
 
 fn grid_json(g: &Grid) -> Value {
-    let rows: Vec<Vec<u8>> = if g.cols == 0 { vec![vec![0]] } else { g.cells.chunks(g.cols).map(|r| r.to_vec()).collect() };
+    let rows: Vec<Vec<u8>> =
+        if g.cols == 0 { vec![vec![0]] } else { g.cells.chunks(g.cols).map(|r| r.to_vec()).collect() };
     json!(rows)
 }
 
@@ -97,7 +98,11 @@ impl ArcVoting {
             let votes = &self.votes[&t.name];
             let tests: Vec<_> = t.pairs(Section::Test).collect();
             for &k in &PASS_KS {
-                let solved = tests.iter().zip(votes).filter(|(p, v)| Self::ranked(v).iter().take(k).any(|g| **g == p.output)).count();
+                let solved = tests
+                    .iter()
+                    .zip(votes)
+                    .filter(|(p, v)| Self::ranked(v).iter().take(k).any(|g| **g == p.output))
+                    .count();
                 *out.get_mut(&k).expect("k") += solved as f64 / tests.len().max(1) as f64;
             }
         }
@@ -150,7 +155,10 @@ mod tests {
         let input = Grid::new(1, 2, vec![1, 2]);
         let answer = Grid::new(2, 1, vec![3, 4]);
         let wrong = Grid::new(1, 1, vec![5]);
-        let task = ArcTask { name: "t".into(), sections: vec![(Section::Test, vec![ArcPair { input: input.clone(), output: answer.clone() }])] };
+        let task = ArcTask {
+            name: "t".into(),
+            sections: vec![(Section::Test, vec![ArcPair { input: input.clone(), output: answer.clone() }])],
+        };
         // Id 1: original. Id 2: transpose-like dihedral 1 with colours 1<->2 swapped.
         let aug = ArcAug { tid: 1, perm: [0, 2, 1, 3, 4, 5, 6, 7, 8, 9] };
         let names = vec!["<blank>".to_string(), "t".to_string(), aug.name("t")];
@@ -159,7 +167,8 @@ mod tests {
         let rows = [(encode(&input), 1), (aug_in.clone(), 2), (encode(&wrong), 1)];
         // Predictions: original says `answer`, augmented says aug(answer) (= answer after
         // undoing), the third says `wrong` with a higher confidence.
-        let preds: Vec<i64> = [encode(&answer), encode(&aug.apply(&answer)), encode(&wrong)].concat().iter().map(|&t| t as i64).collect();
+        let preds: Vec<i64> =
+            [encode(&answer), encode(&aug.apply(&answer)), encode(&wrong)].concat().iter().map(|&t| t as i64).collect();
         // The third row's input is `wrong`, not a test input: it is skipped.
         v.add_batch(&batch(&rows), &BatchPredictions { predictions: preds, q_halt: vec![0.0, 0.0, 5.0] }).unwrap();
         let p = v.pass_at_k();

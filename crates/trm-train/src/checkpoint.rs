@@ -91,7 +91,7 @@ pub fn save_checkpoint<B: AutodiffBackend>(trainer: &Trainer<B>, run_dir: &Path)
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
 
     trainer.eval_model().save(&tmp.join("model.safetensors"))?;
-    write(&tmp.join("raw.bin"), &module_to_bytes::<B::InnerBackend, _>(trainer.model.valid())?)?;
+    write(&tmp.join("raw.bin"), &module_to_bytes::<B, _>(trainer.model.clone())?)?;
     if let Some(ema) = &trainer.ema {
         write(&tmp.join("ema.bin"), &module_to_bytes::<B::InnerBackend, _>(ema.clone())?)?;
     }
@@ -147,7 +147,9 @@ pub fn list_checkpoints(run_dir: &Path) -> Vec<PathBuf> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+                .filter(|p| {
+                    p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-"))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -191,10 +193,13 @@ pub fn load_trainer<B: AutodiffBackend>(
         .map_err(|e| TrainError::checkpoint(ckpt.join("state.json"), e.to_string()))?;
     let tensors = read_tensors(&ckpt.join("state.safetensors"))?;
     let take = |k: &str| -> Result<TensorData, TrainError> {
-        tensors.get(k).cloned().ok_or_else(|| TrainError::checkpoint(ckpt.join("state.safetensors"), format!("missing `{k}`")))
+        tensors
+            .get(k)
+            .cloned()
+            .ok_or_else(|| TrainError::checkpoint(ckpt.join("state.safetensors"), format!("missing `{k}`")))
     };
-    let inner = module_from_bytes::<B::InnerBackend, _>(t.model.valid(), &read(&ckpt.join("raw.bin"))?, &device)?;
-    let mut model = trm_model::Trm::<B>::from_inner(inner);
+    // Loaded into the autodiff model so the parameters keep requiring gradients.
+    let mut model = module_from_bytes::<B, _>(t.model.clone(), &read(&ckpt.join("raw.bin"))?, &device)?;
     if model.puzzle_emb.is_some() {
         model.puzzle_emb = Some(Tensor::from_data(take("puzzle_emb")?, &device));
     }
@@ -214,7 +219,10 @@ pub fn load_trainer<B: AutodiffBackend>(
     t.sampler = TrainSampler::from_state(train, state.sampler)?;
     t.carry = match state.carry {
         Some(c) => Some(ActCarry {
-            state: Carry { y: Tensor::from_data(take("carry.y")?, &device), z: Tensor::from_data(take("carry.z")?, &device) },
+            state: Carry {
+                y: Tensor::from_data(take("carry.y")?, &device),
+                z: Tensor::from_data(take("carry.z")?, &device),
+            },
             steps: c.steps,
             halted: c.halted,
             data: HostBatch {

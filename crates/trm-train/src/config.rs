@@ -30,7 +30,7 @@ pub enum OptimizerKind {
     #[serde(alias = "adamatan2", alias = "adam-atan2")]
     AdamAtan2,
     /// Burn's AdamW (epsilon 1e-8 here).
-    #[serde(alias = "adam_w")]
+    #[serde(alias = "adamw")]
     AdamW,
 }
 
@@ -197,7 +197,12 @@ impl TrainConfig {
     }
 
     /// The model config with the dataset's sizes filled in where the file left them out.
-    pub fn model_config(&self, vocab_size: usize, seq_len: usize, num_puzzle_identifiers: usize) -> Result<TrmConfig, TrainError> {
+    pub fn model_config(
+        &self,
+        vocab_size: usize,
+        seq_len: usize,
+        num_puzzle_identifiers: usize,
+    ) -> Result<TrmConfig, TrainError> {
         let mut arch = self.arch.clone();
         arch.entry("vocab_size").or_insert(toml::Value::Integer(vocab_size as i64));
         arch.entry("seq_len").or_insert(toml::Value::Integer(seq_len as i64));
@@ -290,7 +295,10 @@ impl TrainConfig {
         let cfg: TrmConfig = arch.try_into().map_err(|e: toml::de::Error| TrainError::Config(format!("arch: {e}")))?;
         cfg.validate().map_err(|e| TrainError::Config(format!("arch: {e}")))?;
         if t.grad == GradMode::OneStep && cfg.pos_encodings == trm_model::PosEncoding::Rope {
-            return bad("train.grad", "one_step is implemented for models without RoPE (mlp_t or learned positions)".into());
+            return bad(
+                "train.grad",
+                "one_step is implemented for models without RoPE (mlp_t or learned positions)".into(),
+            );
         }
         Ok(())
     }

@@ -13,7 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use trm_data::{Batch, PuzzleDataset, SamplerConfig, TrainSampler};
 use trm_model::act::q_continue_target;
-use trm_model::{act_loss, supervision_step_train, ActCarry, Carry, HaltingRule, HostBatch, StepOutput, Trm, TrmConfig};
+use trm_model::{
+    act_loss, supervision_step_train, ActCarry, Carry, HaltingRule, HostBatch, StepOutput, Trm, TrmConfig,
+};
 
 use crate::config::{ActMode, GradMode, TrainConfig};
 use crate::ema::ema_update;
@@ -259,7 +261,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         let factor = lr_factor(self.step, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio);
         let mut model = self.opt.step(t.lr * factor, self.model.clone(), params);
         if let (Some(table), Some(g)) = (model.puzzle_emb.take(), row_grads) {
-            let updated = sign_sgd_rows(table.inner(), &data.puzzle_identifiers, g, t.puzzle_emb_lr * factor, t.puzzle_emb_weight_decay);
+            let updated = sign_sgd_rows(
+                table.inner(),
+                &data.puzzle_identifiers,
+                g,
+                t.puzzle_emb_lr * factor,
+                t.puzzle_emb_weight_decay,
+            );
             model.puzzle_emb = Some(Tensor::from_inner(updated));
         }
         self.model = model;
@@ -271,7 +279,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     fn metrics(&self, h: &StepHost, counted: &[bool], steps: &[usize]) -> StepMetrics {
-        let mut m = StepMetrics { lr: self.last_lr, loss: h.loss, lm_loss: h.lm_loss, q_halt_loss: h.q_halt_loss, ..Default::default() };
+        let mut m = StepMetrics {
+            lr: self.last_lr,
+            loss: h.loss,
+            lm_loss: h.lm_loss,
+            q_halt_loss: h.q_halt_loss,
+            ..Default::default()
+        };
         for i in 0..counted.len() {
             if !counted[i] || h.valid[i] == 0 {
                 continue;

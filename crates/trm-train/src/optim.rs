@@ -76,11 +76,13 @@ pub enum DenseOptimizer<B: AutodiffBackend> {
 type Rec = BinBytesRecorder<FullPrecisionSettings>;
 
 fn bytes_of<B: Backend, R: Record<B>>(record: R) -> Result<Vec<u8>, TrainError> {
-    Recorder::<B>::record(&Rec::default(), record, ()).map_err(|e| TrainError::checkpoint("optimizer state", e.to_string()))
+    Recorder::<B>::record(&Rec::default(), record, ())
+        .map_err(|e| TrainError::checkpoint("optimizer state", e.to_string()))
 }
 
 fn from_bytes<B: Backend, R: Record<B>>(bytes: &[u8], device: &B::Device) -> Result<R, TrainError> {
-    Recorder::<B>::load(&Rec::default(), bytes.to_vec(), device).map_err(|e| TrainError::checkpoint("optimizer state", e.to_string()))
+    Recorder::<B>::load(&Rec::default(), bytes.to_vec(), device)
+        .map_err(|e| TrainError::checkpoint("optimizer state", e.to_string()))
 }
 
 impl<B: AutodiffBackend> DenseOptimizer<B> {
@@ -122,7 +124,9 @@ impl<B: AutodiffBackend> DenseOptimizer<B> {
     /// Restores the state saved by [`DenseOptimizer::to_bytes`].
     pub fn load_bytes(self, bytes: &[u8], device: &B::Device) -> Result<Self, TrainError> {
         Ok(match self {
-            DenseOptimizer::AdamAtan2(o) => DenseOptimizer::AdamAtan2(o.load_record(from_bytes::<B, _>(bytes, device)?)),
+            DenseOptimizer::AdamAtan2(o) => {
+                DenseOptimizer::AdamAtan2(o.load_record(from_bytes::<B, _>(bytes, device)?))
+            }
             DenseOptimizer::AdamW(o) => DenseOptimizer::AdamW(o.load_record(from_bytes::<B, _>(bytes, device)?)),
         })
     }
@@ -134,7 +138,11 @@ pub fn module_to_bytes<B: Backend, M: burn::module::Module<B>>(module: M) -> Res
 }
 
 /// Loads weights saved by [`module_to_bytes`] into `module` (ids restored too).
-pub fn module_from_bytes<B: Backend, M: burn::module::Module<B>>(module: M, bytes: &[u8], device: &B::Device) -> Result<M, TrainError> {
+pub fn module_from_bytes<B: Backend, M: burn::module::Module<B>>(
+    module: M,
+    bytes: &[u8],
+    device: &B::Device,
+) -> Result<M, TrainError> {
     Ok(module.load_record(from_bytes::<B, M::Record>(bytes, device)?))
 }
 
@@ -153,7 +161,13 @@ pub fn lr_factor(step: u64, warmup: u64, total: u64, min_ratio: f64) -> f64 {
 /// Sign-SGD with decoupled decay on the rows a batch touched (official
 /// `CastedSparseEmbeddingSignSGD`): the row gradients [B, d] are summed per unique id, then
 /// for those rows only `w ← w(1 − lr·wd) − lr · sign(Σg)`. Other rows are untouched.
-pub fn sign_sgd_rows<B: Backend>(table: Tensor<B, 2>, ids: &[i32], row_grads: Tensor<B, 2>, lr: f64, wd: f64) -> Tensor<B, 2> {
+pub fn sign_sgd_rows<B: Backend>(
+    table: Tensor<B, 2>,
+    ids: &[i32],
+    row_grads: Tensor<B, 2>,
+    lr: f64,
+    wd: f64,
+) -> Tensor<B, 2> {
     let device = table.device();
     let mut unique: Vec<i32> = ids.to_vec();
     unique.sort_unstable();
@@ -162,7 +176,10 @@ pub fn sign_sgd_rows<B: Backend>(table: Tensor<B, 2>, ids: &[i32], row_grads: Te
     let [_, d] = row_grads.dims();
     let n = unique.len();
     let inverse = Tensor::<B, 1, Int>::from_data(TensorData::new(inverse, [ids.len()]), &device);
-    let unique_t = Tensor::<B, 1, Int>::from_data(TensorData::new(unique.iter().map(|&u| u as i64).collect::<Vec<_>>(), [n]), &device);
+    let unique_t = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(unique.iter().map(|&u| u as i64).collect::<Vec<_>>(), [n]),
+        &device,
+    );
     let summed = Tensor::<B, 2>::zeros([n, d], &device).select_assign(0, inverse, row_grads, IndexingUpdateOp::Add);
     let rows = table.clone().select(0, unique_t.clone());
     let delta = rows.clone().mul_scalar(-lr * wd) - summed.sign().mul_scalar(lr);
@@ -216,9 +233,10 @@ mod tests {
             let want = reference(theta[i] as f64, &gs, lr, wd, 0.9, 0.95);
             assert!((got[i] as f64 - want).abs() < 1e-6, "element {i}: {} vs {want}", got[i]);
         }
-        // First step by hand for element 0: m = 0.03, v = 0.0045; m̂/√v̂ -> atan2(0.3, 0.3) = π/4.
+        // First step by hand for g = 0.3: m = 0.03, v = 0.0045, √v/√(1-β2) = 0.3, so
+        // θ = 0.5(1 - lr·wd) - lr/(1-β1) · atan2(0.03, 0.3) = 0.4995 - 0.1 · atan(0.1).
         let first = SimpleOptimizer::<B>::step(&opt, lr, t1(vec![0.5]), t1(vec![0.3]), None).0;
-        let want = 0.5 * (1.0 - lr * wd) - lr * std::f64::consts::FRAC_PI_4;
+        let want = 0.5 * (1.0 - lr * wd) - lr / 0.1 * 0.1f64.atan();
         assert!((vec1(first)[0] as f64 - want).abs() < 1e-6);
     }
 
@@ -239,7 +257,8 @@ mod tests {
         let device = Default::default();
         let table = Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 1.0, 2.0, -2.0, 3.0, 0.5], [3, 2]), &device);
         // Rows for ids [2, 0, 2]: id 2 gets (0.5 - 1.0, -0.1 + 0.3) = (-0.5, 0.2); id 0 gets (0, -1).
-        let grads = Tensor::<B, 2>::from_data(TensorData::new(vec![0.5f32, -0.1, 0.0, -1.0, -1.0, 0.3], [3, 2]), &device);
+        let grads =
+            Tensor::<B, 2>::from_data(TensorData::new(vec![0.5f32, -0.1, 0.0, -1.0, -1.0, 0.3], [3, 2]), &device);
         let (lr, wd) = (0.1, 0.5);
         let out: Vec<f32> = sign_sgd_rows(table, &[2, 0, 2], grads, lr, wd).into_data().to_vec().unwrap();
         let decay = 1.0 - lr * wd;

@@ -93,7 +93,12 @@ fn load_font() -> bool {
 
 type Series<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 
-fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, title: &str, series: &[Series<'_>], text: bool) -> Result<(), String> {
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    series: &[Series<'_>],
+    text: bool,
+) -> Result<(), String> {
     let pts = series.iter().flat_map(|s| s.1.iter());
     let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in pts {
@@ -122,13 +127,20 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, tit
     }
     mesh.draw().map_err(|e| e.to_string())?;
     for (name, data, color) in series {
-        let s = chart.draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2))).map_err(|e| e.to_string())?;
+        let s = chart
+            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
         if text {
             s.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
         }
     }
     if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -147,7 +159,11 @@ pub fn plot_run(metrics: &Path, out: &Path) -> Result<(), TrainError> {
     panel(
         &areas[1],
         "exact accuracy",
-        &[("train (halted, smoothed)", &c.train_exact, BLUE), ("eval @ N_sup", &c.eval_exact, RED), ("eval adaptive", &c.eval_adaptive_exact, green)],
+        &[
+            ("train (halted, smoothed)", &c.train_exact, BLUE),
+            ("eval @ N_sup", &c.eval_exact, RED),
+            ("eval adaptive", &c.eval_adaptive_exact, green),
+        ],
         has_font,
     )
     .map_err(err)?;

@@ -60,11 +60,17 @@ pub struct RunOutcome {
 
 /// Opens the run's data, building it from the recipe when the folder lacks it or holds a
 /// different recipe. Returns (train, test).
-pub fn prepare_data(cfg: &TrainConfig, progress: &dyn Progress) -> Result<(Arc<PuzzleDataset>, PuzzleDataset), TrainError> {
+pub fn prepare_data(
+    cfg: &TrainConfig,
+    progress: &dyn Progress,
+) -> Result<(Arc<PuzzleDataset>, PuzzleDataset), TrainError> {
     let dir = &cfg.data.dir;
     if let Some(recipe) = &cfg.data.recipe {
-        let recorded = std::fs::read(dir.join("recipe.json")).ok().and_then(|b| serde_json::from_slice::<trm_data::DatasetRecipe>(&b).ok());
-        let complete = dir.join("train").join("dataset.json").exists() && dir.join("test").join("dataset.json").exists();
+        let recorded = std::fs::read(dir.join("recipe.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<trm_data::DatasetRecipe>(&b).ok());
+        let complete =
+            dir.join("train").join("dataset.json").exists() && dir.join("test").join("dataset.json").exists();
         if recorded.as_ref() != Some(recipe) || !complete {
             recipe.build(dir, progress)?;
         }
@@ -104,7 +110,8 @@ impl MetricsLog {
                 .collect();
             std::fs::write(path, kept).map_err(|e| TrainError::io(path, e))?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
         Ok(Self { file, path: path.to_owned() })
     }
 
@@ -133,6 +140,11 @@ pub fn train<B: AutodiffBackend>(
         Trainer::new(cfg.clone(), train, device)?
     };
     std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+    let old = crate::checkpoint::checkpoints_dir(&run_dir);
+    if !options.resume && old.exists() {
+        obs.on_message(&format!("starting afresh: removing the old checkpoints in {}", old.display()));
+        std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
+    }
     let cfg_path = run_dir.join("config.toml");
     let text = toml::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
     trm_model::checkpoint::write_atomic(&cfg_path, text.as_bytes())?;
@@ -141,7 +153,13 @@ pub fn train<B: AutodiffBackend>(
 
     let start = Instant::now();
     let first_step = trainer.step;
-    let mut outcome = RunOutcome { run_dir: run_dir.clone(), steps: trainer.step, seconds: 0.0, last_eval: None, last_checkpoint: None };
+    let mut outcome = RunOutcome {
+        run_dir: run_dir.clone(),
+        steps: trainer.step,
+        seconds: 0.0,
+        last_eval: None,
+        last_checkpoint: None,
+    };
     let r = cfg.run.clone();
     let limit = r.time_limit_minutes.map(|m| m * 60.0);
     loop {

@@ -14,7 +14,7 @@ fn scratch(name: &str) -> PathBuf {
 
 fn config(name: &str, extra_train: &str) -> TrainConfig {
     let root = scratch(name);
-    let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-train-tests").join("data-sudoku4");
+    let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-train-tests").join(format!("data-{name}"));
     let text = format!(
         r#"
 out_dir = "{out}"
@@ -74,7 +74,8 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
 #[test]
 fn resume_reproduces_the_uninterrupted_loss_curve() {
     let full = config("full", "");
-    let out = train::<B>(full.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    let out = train::<B>(full.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent)
+        .unwrap();
     assert_eq!(out.steps, 6);
     let want = losses(&full.out_dir);
     assert_eq!(want.len(), 6);
@@ -82,14 +83,18 @@ fn resume_reproduces_the_uninterrupted_loss_curve() {
 
     let split = config("split", "");
     let first = RunOptions { resume: false, stop_after_steps: Some(3) };
-    assert_eq!(train::<B>(split.clone(), &first, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap().steps, 3);
+    assert_eq!(
+        train::<B>(split.clone(), &first, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap().steps,
+        3
+    );
     let resume = RunOptions { resume: true, stop_after_steps: None };
     let out = train::<B>(split.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
     assert_eq!(out.steps, 6);
     assert_eq!(losses(&split.out_dir), want, "resumed curve differs from the uninterrupted one");
     // The final exported checkpoints hold the same weights.
     let a = trm_model::checkpoint::read_tensors(&out.last_checkpoint.unwrap().join("model.safetensors")).unwrap();
-    let b = trm_model::checkpoint::read_tensors(&full.out_dir.join("checkpoints/step-00000006/model.safetensors")).unwrap();
+    let b =
+        trm_model::checkpoint::read_tensors(&full.out_dir.join("checkpoints/step-00000006/model.safetensors")).unwrap();
     assert_eq!(a.len(), b.len());
     for (k, v) in &a {
         assert_eq!(v, &b[k], "tensor {k}");
@@ -104,20 +109,23 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     cfg.train.lr = 1e30;
     cfg.train.lr_warmup_steps = 0;
     cfg.run.checkpoint_every = 1;
-    let err = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap_err();
+    let err = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent)
+        .unwrap_err();
     let TrainError::NonFinite { step, .. } = err else { panic!("expected NonFinite, got {err}") };
     assert!(step >= 2, "the first step starts from finite weights");
     assert!(err.to_string().contains("last good checkpoint"));
     let last = trm_train::latest_checkpoint(&cfg.out_dir).unwrap();
     assert!(last.ends_with(format!("step-{:08}", step - 1)), "{}", last.display());
-    let model = trm_model::load_model::<burn::backend::NdArray<f32>>(&last.join("model.safetensors"), &Default::default());
+    let model =
+        trm_model::load_model::<burn::backend::NdArray<f32>>(&last.join("model.safetensors"), &Default::default());
     assert!(model.is_ok());
 }
 
 #[test]
 fn paper_mode_and_adamw_with_one_step_gradients_run() {
     let cfg = config("paper", "act = \"paper\"\noptimizer = \"adamw\"\ngrad = \"one_step\"\n");
-    let out = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    let out = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent)
+        .unwrap();
     assert_eq!(out.steps, 6);
     let e = out.last_eval.unwrap();
     assert_eq!(e.examples, 12);
@@ -133,7 +141,8 @@ fn paper_mode_and_adamw_with_one_step_gradients_run() {
 fn bad_config_is_rejected_before_any_work() {
     let mut cfg = config("bad", "");
     cfg.train.global_batch_size = 0;
-    let err = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap_err();
+    let err = train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent)
+        .unwrap_err();
     assert!(err.to_string().contains("train.global_batch_size"), "{err}");
     assert!(!cfg.out_dir.exists());
 }

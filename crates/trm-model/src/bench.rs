@@ -1,0 +1,360 @@
+//! Benchmarks of the model on synthetic batches: one training supervision step, inference
+//! at N_sup steps, a reference matrix multiply, analytic FLOP counts and peak memory.
+//!
+//! Used by `trm bench` and the criterion benches. Nothing here asserts on time.
+//!
+//! # FLOP count (multiply-add = 2 FLOPs; matrix products only)
+//!
+//! With batch B, full sequence S = P + L (puzzle prefix P included), width D, SwiGLU inner
+//! width I = `swiglu_inner(D, expansion)`, token-mixer inner width I_t = `swiglu_inner(S,
+//! expansion)`, vocabulary V and `layers` blocks, one network call costs per block
+//!
+//! - attention block: q, k, v, o projections 8·B·S·D², scores and weighted sum 4·B·S²·D;
+//! - `mlp_t` block: token-mixing SwiGLU over the sequence axis 6·B·D·S·I_t;
+//! - channel SwiGLU (both kinds): 6·B·S·D·I.
+//!
+//! The heads cost 2·B·L·D·V (lm head; the Q head is negligible). A training supervision step
+//! makes T(n+1) forward calls and backpropagates through the last n+1 of them at twice their
+//! forward cost (gradients for inputs and weights): (T+2)(n+1)·F_call + 3·F_heads. Inference
+//! for N_sup steps costs N_sup·(T(n+1)·F_call + F_heads). Elementwise work (RMSNorm, SiLU,
+//! RoPE, softmax, the optimizer) is not counted, so achieved GFLOP/s measures how close the
+//! step gets to pure matrix-multiply speed.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::config::{swiglu_inner, TrmConfig};
+use crate::inference::{trm_inference, InferenceOptions};
+use crate::loss::{act_loss, LossType};
+use crate::model::{supervision_step_train, Trm};
+
+/// FLOPs of one network call (all blocks) on a batch of `batch`.
+pub fn net_call_flops(cfg: &TrmConfig, batch: usize) -> f64 {
+    let (b, s, d) = (batch as f64, cfg.full_seq_len() as f64, cfg.hidden_size as f64);
+    let inner = swiglu_inner(cfg.hidden_size, cfg.expansion) as f64;
+    let mixer = if cfg.mlp_t {
+        let inner_t = swiglu_inner(cfg.full_seq_len(), cfg.expansion) as f64;
+        6.0 * b * d * s * inner_t
+    } else {
+        8.0 * b * s * d * d + 4.0 * b * s * s * d
+    };
+    cfg.layers as f64 * (mixer + 6.0 * b * s * d * inner)
+}
+
+/// FLOPs of the output heads on a batch of `batch`.
+pub fn heads_flops(cfg: &TrmConfig, batch: usize) -> f64 {
+    2.0 * batch as f64 * cfg.seq_len as f64 * cfg.hidden_size as f64 * cfg.vocab_size as f64
+}
+
+/// FLOPs of one training supervision step (forward, backward through the last cycle).
+pub fn train_step_flops(cfg: &TrmConfig, batch: usize) -> f64 {
+    let calls = ((cfg.t_cycles + 2) * (cfg.n_cycles + 1)) as f64;
+    calls * net_call_flops(cfg, batch) + 3.0 * heads_flops(cfg, batch)
+}
+
+/// FLOPs of inference for `n_sup` supervision steps (no early halting).
+pub fn inference_flops(cfg: &TrmConfig, batch: usize, n_sup: usize) -> f64 {
+    let calls = (cfg.t_cycles * (cfg.n_cycles + 1)) as f64;
+    n_sup as f64 * (calls * net_call_flops(cfg, batch) + heads_flops(cfg, batch))
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Current resident set size in bytes (`VmRSS`), on Linux.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak RSS to the current RSS (Linux >= 4.0, `echo 5 > /proc/self/clear_refs`),
+/// so each phase of a run reports its own peak. Returns false where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Median of timings in seconds (0 for none).
+pub fn median(samples: &[f64]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+/// Times `iters` calls of `f` after `warmup` untimed ones; seconds per call.
+pub fn time_iters(warmup: usize, iters: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// One benchmark result (one JSON line of `trm bench`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// `train_step`, `inference`, `latency` or `matmul`.
+    pub kind: String,
+    /// Configuration name.
+    pub config: String,
+    /// Backend name.
+    pub backend: String,
+    /// Batch size (rows for `matmul`).
+    pub batch: usize,
+    /// Width D.
+    pub hidden: usize,
+    /// Supervision steps (inference), else 1.
+    pub n_sup: usize,
+    /// Timed iterations.
+    pub iters: usize,
+    /// Median seconds per iteration.
+    pub median_s: f64,
+    /// Fastest iteration.
+    pub min_s: f64,
+    /// Training steps/s, puzzles/s or matmuls/s (1 / median, times batch for inference).
+    pub per_s: f64,
+    /// Analytic FLOPs per iteration, in GFLOP.
+    pub gflop: f64,
+    /// Achieved GFLOP/s at the median.
+    pub gflops: f64,
+    /// `gflops` over the matmul rate measured in the same run, when known.
+    pub frac_of_matmul: Option<f64>,
+    /// Peak RSS during this phase in MiB (Linux; process-wide on other backends).
+    pub peak_rss_mib: Option<f64>,
+}
+
+impl BenchResult {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        kind: &str,
+        config: &str,
+        backend: &str,
+        cfg: Option<&TrmConfig>,
+        batch: usize,
+        n_sup: usize,
+        samples: &[f64],
+        flop: f64,
+    ) -> Self {
+        let med = median(samples);
+        let per_item = if kind == "inference" { batch as f64 } else { 1.0 };
+        Self {
+            kind: kind.into(),
+            config: config.into(),
+            backend: backend.into(),
+            batch,
+            hidden: cfg.map(|c| c.hidden_size).unwrap_or(0),
+            n_sup,
+            iters: samples.len(),
+            median_s: med,
+            min_s: samples.iter().copied().fold(f64::INFINITY, f64::min),
+            per_s: if med > 0.0 { per_item / med } else { 0.0 },
+            gflop: flop / 1e9,
+            gflops: if med > 0.0 { flop / med / 1e9 } else { 0.0 },
+            frac_of_matmul: None,
+            peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+        }
+    }
+}
+
+/// What to run: a named config, iteration counts.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    /// Name printed with the results.
+    pub name: String,
+    /// The architecture.
+    pub config: TrmConfig,
+    /// Backend name printed with the results.
+    pub backend: String,
+    /// Untimed iterations first.
+    pub warmup: usize,
+    /// Timed iterations.
+    pub iters: usize,
+}
+
+fn sync<B: Backend>(device: &B::Device) {
+    // A failed sync means a failed kernel; the next read would report it, so ignore it here.
+    let _ = B::sync(device);
+}
+
+/// A synthetic batch: random tokens in 1..V (0 is padding) and random labels.
+pub fn synthetic_batch<B: Backend>(
+    cfg: &TrmConfig,
+    batch: usize,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 1, Int>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let n = batch * cfg.seq_len;
+    let v = cfg.vocab_size.max(2) as i64;
+    let mut draw = || TensorData::new((0..n).map(|_| rng.gen_range(1..v)).collect::<Vec<i64>>(), [batch, cfg.seq_len]);
+    let inputs = Tensor::from_data(draw(), device);
+    let labels = Tensor::from_data(draw(), device);
+    let ids = Tensor::from_data(TensorData::new(vec![0i64; batch], [batch]), device);
+    (inputs, labels, ids)
+}
+
+/// Times `[n, k] x [k, m]` matrix products on the inner backend.
+pub fn bench_matmul<B: Backend>(
+    backend: &str,
+    n: usize,
+    k: usize,
+    m: usize,
+    spec: (usize, usize),
+    device: &B::Device,
+) -> BenchResult {
+    reset_peak_rss();
+    let a = Tensor::<B, 2>::random([n, k], Distribution::Normal(0.0, 1.0), device);
+    let b = Tensor::<B, 2>::random([k, m], Distribution::Normal(0.0, 1.0), device);
+    sync::<B>(device);
+    let samples = time_iters(spec.0, spec.1, || {
+        let c = a.clone().matmul(b.clone());
+        sync::<B>(device);
+        drop(c);
+    });
+    let mut r = BenchResult::new(
+        "matmul",
+        &format!("[{n},{k}]x[{k},{m}]"),
+        backend,
+        None,
+        n,
+        1,
+        &samples,
+        2.0 * (n * k * m) as f64,
+    );
+    r.hidden = k;
+    r
+}
+
+/// Times one training supervision step: input embedding, T-1 no-grad cycles, one cycle with
+/// autodiff, heads, the ACT loss, backward, and an AdamW step (burn's; the official trainer
+/// uses AdamATan2, which costs the same elementwise work).
+pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, device: &B::Device) -> BenchResult {
+    reset_peak_rss();
+    let cfg = &spec.config;
+    let mut model: Trm<B> = cfg.init(device);
+    let mut optim = AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.1).init::<B, Trm<B>>();
+    let (inputs, labels, ids) = synthetic_batch::<B>(cfg, batch, device);
+    let mut carry = Some(model.valid().initial_carry(batch));
+    let samples = time_iters(spec.warmup, spec.iters, || {
+        let inner = model.valid();
+        let x = model.input_embeddings(inputs.clone(), model.puzzle_rows(ids.clone()));
+        let out = supervision_step_train(&model, &inner, x, carry.take().expect("carry"));
+        let loss = act_loss(&out.heads, labels.clone(), LossType::StablemaxCrossEntropy, None);
+        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+        carry = Some(out.carry);
+        sync::<B>(device);
+    });
+    BenchResult::new(
+        "train_step",
+        &spec.name,
+        &spec.backend,
+        Some(cfg),
+        batch,
+        1,
+        &samples,
+        train_step_flops(cfg, batch),
+    )
+}
+
+/// Times inference for `n_sup` supervision steps (no early halting) on a batch of `batch`.
+/// `kind` is `inference` (reports puzzles/s) or `latency`.
+pub fn bench_inference<B: Backend>(
+    spec: &BenchSpec,
+    kind: &str,
+    batch: usize,
+    n_sup: usize,
+    device: &B::Device,
+) -> BenchResult {
+    reset_peak_rss();
+    let cfg = &spec.config;
+    let model: Trm<B> = cfg.init(device);
+    let (inputs, _, ids) = synthetic_batch::<B>(cfg, batch, device);
+    let options = InferenceOptions { max_steps: n_sup, halt: false };
+    let samples = time_iters(spec.warmup, spec.iters, || {
+        let out = trm_inference(&model, inputs.clone(), ids.clone(), options);
+        std::hint::black_box(out);
+    });
+    BenchResult::new(
+        kind,
+        &spec.name,
+        &spec.backend,
+        Some(cfg),
+        batch,
+        n_sup,
+        &samples,
+        inference_flops(cfg, batch, n_sup),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    #[test]
+    fn flop_formula_matches_a_hand_count() {
+        // Paper TRM-Att Sudoku: S = 97, D = 512, I = 1536, 2 blocks, T = 3, n = 6.
+        let cfg = TrmConfig::sudoku_att();
+        let (s, d, i) = (97.0, 512.0, 1536.0);
+        let per_block = 8.0 * s * d * d + 4.0 * s * s * d + 6.0 * s * d * i;
+        assert_eq!(net_call_flops(&cfg, 1), 2.0 * per_block);
+        assert_eq!(train_step_flops(&cfg, 1), 35.0 * 2.0 * per_block + 3.0 * 2.0 * 81.0 * d * 11.0);
+        let mlp = TrmConfig::sudoku_mlp();
+        let it = swiglu_inner(97, 4.0) as f64;
+        assert_eq!(net_call_flops(&mlp, 2), 2.0 * 2.0 * (6.0 * d * s * it + 6.0 * s * d * i));
+    }
+
+    #[test]
+    fn median_and_rss() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().unwrap() >= rss_bytes().unwrap() / 2);
+        }
+    }
+
+    #[test]
+    fn tiny_benches_run() {
+        let mut cfg = TrmConfig::sudoku_att();
+        cfg.hidden_size = 16;
+        cfg.num_heads = 2;
+        cfg.puzzle_emb_ndim = 16;
+        cfg.t_cycles = 2;
+        cfg.n_cycles = 1;
+        let spec = BenchSpec { name: "tiny".into(), config: cfg, backend: "cpu".into(), warmup: 0, iters: 2 };
+        let device = Default::default();
+        let t = bench_train_step::<Autodiff<NdArray<f32>>>(&spec, 2, &device);
+        assert_eq!((t.iters, t.kind.as_str()), (2, "train_step"));
+        assert!(t.gflop > 0.0 && t.median_s > 0.0);
+        let i = bench_inference::<NdArray<f32>>(&spec, "inference", 2, 2, &device);
+        assert!(i.per_s > 0.0);
+        let m = bench_matmul::<NdArray<f32>>("cpu", 8, 8, 8, (0, 1), &device);
+        assert_eq!(m.gflop, 2.0 * 512.0 / 1e9);
+    }
+}

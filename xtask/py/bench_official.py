@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Time the official TinyRecursiveModels code on the same synthetic work as `trm bench`.
+
+Usage: bench_official.py --dir OFFICIAL_CHECKOUT --config sudoku-att --hidden 128 --batch 32
+       [--steps 3] [--threads 2] [--n-sup 4] [--latency-n-sup 16]
+
+Prints one JSON line per result with the fields of `trm bench` (kind, config, batch, hidden,
+n_sup, median_s, per_s). Float32 on CPU. The official trainer uses AdamATan2, which needs
+CUDA; on CPU this times torch.optim.AdamW instead (the same elementwise cost) and says so.
+Exits 3 (and prints what to install) when torch or the checkout is missing.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def fail(msg):
+    print(f"bench_official: skipped: {msg}", file=sys.stderr)
+    sys.exit(3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--config", default="sudoku-att", choices=["sudoku-att", "sudoku-mlp"])
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-sup", type=int, default=4)
+    ap.add_argument("--latency-n-sup", type=int, default=16)
+    ap.add_argument("--only", default="train,infer,latency")
+    a = ap.parse_args()
+
+    trm_py = os.path.join(a.dir, "models", "recursive_reasoning", "trm.py")
+    if not os.path.exists(trm_py):
+        fail(f"{trm_py} not found: pass a checkout of github.com/SamsungSAILMontreal/TinyRecursiveModels")
+    try:
+        import torch
+    except ImportError:
+        fail("python3 has no torch: `pip install torch --index-url https://download.pytorch.org/whl/cpu` "
+             "(plus `pip install pydantic einops` for the official model)")
+    try:
+        import pydantic, einops  # noqa: F401  (imported by the official model)
+    except ImportError:
+        fail("the official model needs `pip install pydantic einops`")
+    sys.path.insert(0, a.dir)
+    from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1
+    from models.losses import ACTLossHead
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    only = a.only.split(",")
+    h = a.hidden
+    def config(batch, n_sup):
+        return dict(
+            batch_size=batch, seq_len=81, puzzle_emb_ndim=h, num_puzzle_identifiers=1, vocab_size=11,
+            H_cycles=3, L_cycles=6, H_layers=0, L_layers=2, hidden_size=h, expansion=4.0, num_heads=8,
+            pos_encodings="none" if a.config == "sudoku-mlp" else "rope", halt_max_steps=n_sup,
+            halt_exploration_prob=0.1, forward_dtype="float32", mlp_t=a.config == "sudoku-mlp",
+            puzzle_emb_len=16, no_ACT_continue=True)
+
+    def batch_of(n):
+        g = torch.Generator().manual_seed(1)
+        return {
+            "inputs": torch.randint(1, 11, (n, 81), generator=g, dtype=torch.int32),
+            "labels": torch.randint(1, 11, (n, 81), generator=g, dtype=torch.int32),
+            "puzzle_identifiers": torch.zeros(n, dtype=torch.int32),
+        }
+
+    def timed(fn):
+        for _ in range(a.warmup):
+            fn()
+        out = []
+        for _ in range(a.steps):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        return out
+
+    def emit(kind, batch, n_sup, samples, note):
+        med = statistics.median(samples)
+        per = (batch if kind == "inference" else 1) / med
+        print(json.dumps(dict(kind=kind, config=f"{a.config}-h{h}", backend=f"torch-{torch.__version__}-cpu",
+                              batch=batch, hidden=h, n_sup=n_sup, iters=len(samples), median_s=med,
+                              min_s=min(samples), per_s=per, threads=a.threads, note=note)), flush=True)
+
+    if "train" in only:
+        model = ACTLossHead(TinyRecursiveReasoningModel_ACTV1(config(a.batch, 16)), "stablemax_cross_entropy")
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+        batch = batch_of(a.batch)
+        state = {"carry": model.initial_carry(batch)}
+
+        def step():
+            carry, loss, _, _, _ = model(return_keys=[], carry=state["carry"], batch=batch)
+            (loss / a.batch).backward()
+            opt.step()
+            opt.zero_grad()
+            state["carry"] = carry
+        emit("train_step", a.batch, 1, timed(step), "torch AdamW (AdamATan2 needs CUDA)")
+
+    def infer(batch_size, n_sup, kind):
+        model = TinyRecursiveReasoningModel_ACTV1(config(batch_size, n_sup))
+        model.eval()
+        batch = batch_of(batch_size)
+
+        def run():
+            with torch.inference_mode():
+                carry = model.initial_carry(batch)
+                for _ in range(n_sup):
+                    carry, _ = model(carry=carry, batch=batch)
+        emit(kind, batch_size, n_sup, timed(run), "eval mode: always N_sup steps")
+
+    if "infer" in only:
+        infer(a.batch, a.n_sup, "inference")
+    if "latency" in only and a.latency_n_sup > 0:
+        infer(1, a.latency_n_sup, "latency")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+//! `cargo xtask bench`: builds `trm` in release, runs `trm bench` on the issue-5
+//! configurations for every backend built, optionally the official code through
+//! xtask/py/bench_official.py (interleaved, same thread count), the criterion
+//! micro-benchmarks, and rewrites the generated part of docs/benchmarks.md (between the
+//! `<!-- bench:begin -->` and `<!-- bench:end -->` markers; the rest is hand-written).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cargo;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub struct BenchTask {
+    /// Extra trm-cli features (wgpu, cuda or wgpu,cuda); their backends are benched too.
+    #[arg(long)]
+    features: Option<String>,
+    /// A checkout of the official TinyRecursiveModels repository to compare against
+    /// (needs python3 with torch, pydantic and einops).
+    #[arg(long)]
+    vs_official: Option<PathBuf>,
+    /// Timed iterations per measurement (median reported).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// CPU threads for both sides (RAYON_NUM_THREADS, torch.set_num_threads).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Only the hidden-128 configurations.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the criterion micro-benchmarks.
+    #[arg(long)]
+    no_criterion: bool,
+    /// The markdown file whose generated section is rewritten.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+}
+
+/// (config, hidden, batch, what): the issue-5 configurations.
+const CASES: [(&str, usize, usize, &str); 4] = [
+    ("sudoku-att", 128, 32, "matmul,train,infer,latency"),
+    ("sudoku-mlp", 128, 32, "matmul,train,infer,latency"),
+    ("sudoku-att", 512, 16, "matmul,train,infer"),
+    ("sudoku-mlp", 512, 16, "matmul,train,infer"),
+];
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn key(v: &Value) -> String {
+    format!("{}|{}|{}|{}", v["kind"], v["config"], v["batch"], v["n_sup"])
+}
+
+fn num(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+
+fn fmt_opt(x: Option<f64>, digits: usize) -> String {
+    x.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "-".into())
+}
+
+fn run_ours(backend: &str, case: &(&str, usize, usize, &str), t: &BenchTask) -> Result<Vec<Value>> {
+    let (config, hidden, batch, only) = case;
+    let out = Command::new("target/release/trm")
+        .args(["bench", "--json", "--backend", backend, "--config", config])
+        .args(["--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
+        .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string(), "--only", only])
+        .env("RAYON_NUM_THREADS", t.threads.to_string())
+        .output()
+        .context("running target/release/trm bench")?;
+    if !out.status.success() {
+        bail!("trm bench {config} h{hidden} on {backend} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(json_lines(&out.stdout))
+}
+
+/// Ok(None) when the harness skipped (torch or the checkout missing); it said why.
+fn run_official(dir: &std::path::Path, case: &(&str, usize, usize, &str), t: &BenchTask) -> Result<Option<Vec<Value>>> {
+    let (config, hidden, batch, only) = case;
+    let only = only.replace("matmul,", "");
+    let out = Command::new("python3")
+        .arg("xtask/py/bench_official.py")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--config", config, "--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
+        .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string()])
+        .args(["--threads", &t.threads.to_string(), "--only", &only])
+        .env("OMP_NUM_THREADS", t.threads.to_string())
+        .output()
+        .context("running python3 xtask/py/bench_official.py")?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    match out.status.code() {
+        Some(0) => Ok(Some(json_lines(&out.stdout))),
+        Some(3) => Ok(None),
+        _ => bail!("the official harness failed on {config} h{hidden}"),
+    }
+}
+
+fn run_criterion() -> Result<String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "trm-model", "--bench", "model"])
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .context("cargo bench")?;
+    if !out.status.success() {
+        bail!("cargo bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Criterion prints the name, then (indented, sometimes on the same line) `time: [lo mid hi]`.
+    let mut rows = Vec::new();
+    let mut name = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            name = line.split_whitespace().next().unwrap_or("").to_string();
+        }
+        if let Some(i) = line.find("time:") {
+            rows.push(format!("| `{name}` | {} |", line[i + 5..].trim().trim_matches(['[', ']'])));
+        }
+    }
+    Ok(rows.join("\n"))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&str>) -> String {
+    let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().ok();
+    let date = date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let mut s = format!(
+        "Generated by `cargo xtask bench` on {date}: {}, {} hardware threads, {} threads used, release build, \
+         median of {} iterations after {} warm-up.\n\n",
+        cpu_model(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        t.threads,
+        t.steps,
+        t.warmup
+    );
+    s.push_str("| backend | config | kind | batch | N_sup | median s | per s | GFLOP/s | of matmul | peak RSS MiB | official s | speed-up |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for v in ours {
+        let off = official.iter().find(|o| key(o) == key(v));
+        let off_s = off.and_then(|o| num(o, "median_s"));
+        let speedup = off_s.zip(num(v, "median_s")).map(|(o, m)| o / m);
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            v["backend"].as_str().unwrap_or("?"),
+            v["config"].as_str().unwrap_or("?"),
+            v["kind"].as_str().unwrap_or("?"),
+            v["batch"],
+            v["n_sup"],
+            fmt_opt(num(v, "median_s"), 4),
+            fmt_opt(num(v, "per_s"), 2),
+            fmt_opt(num(v, "gflops"), 1),
+            num(v, "frac_of_matmul").map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into()),
+            fmt_opt(num(v, "peak_rss_mib"), 0),
+            fmt_opt(off_s, 4),
+            speedup.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if official.is_empty() {
+        s.push_str("\nOfficial code: not run (pass `--vs-official DIR` with torch installed).\n");
+    } else if let Some(o) = official.first() {
+        s.push_str(&format!("\nOfficial code: {} ({}). Speed-up = official time / ours.\n", o["backend"], o["note"]));
+    }
+    if let Some(c) = criterion {
+        s.push_str("\nCriterion micro-benchmarks (`cargo bench -p trm-model`; hidden 128, batch 8):\n\n");
+        s.push_str("| benchmark | time [low median high] |\n|---|---|\n");
+        s.push_str(c);
+        s.push('\n');
+    }
+    s
+}
+
+fn write_section(path: &std::path::Path, body: &str) -> Result<()> {
+    const BEGIN: &str = "<!-- bench:begin -->";
+    const END: &str = "<!-- bench:end -->";
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| format!("# Benchmarks\n\n{BEGIN}\n{END}\n"));
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{body}{}", &old[..b], &old[e..]),
+        _ => format!("{old}\n{BEGIN}\n{body}{END}\n"),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `cargo xtask bench`.
+pub fn run(t: BenchTask) -> Result<()> {
+    let mut build = vec!["build", "--release", "-p", "trm-cli"];
+    if let Some(f) = t.features.as_deref() {
+        build.extend(["--features", f]);
+    }
+    cargo(&build)?;
+    let mut backends = vec!["cpu".to_string()];
+    for f in t.features.as_deref().unwrap_or("").split(',').map(str::trim) {
+        if matches!(f, "wgpu" | "cuda") {
+            backends.push(f.to_string());
+        }
+    }
+    let cases: Vec<_> = CASES.iter().filter(|c| !t.quick || c.1 == 128).collect();
+    let (mut ours, mut official) = (Vec::new(), Vec::new());
+    let mut official_dir = t.vs_official.clone();
+    for case in cases {
+        for backend in &backends {
+            let rows = run_ours(backend, case, &t)?;
+            for r in &rows {
+                println!("{r}");
+            }
+            ours.extend(rows);
+        }
+        if let Some(dir) = official_dir.clone() {
+            match run_official(&dir, case, &t)? {
+                Some(rows) => {
+                    for r in &rows {
+                        println!("official {r}");
+                    }
+                    official.extend(rows);
+                }
+                None => official_dir = None,
+            }
+        }
+    }
+    let criterion = if t.no_criterion { None } else { Some(run_criterion()?) };
+    let body = render(&t, &ours, &official, criterion.as_deref());
+    println!("{body}");
+    write_section(&t.out, &body)?;
+    println!("wrote {}", t.out.display());
+    Ok(())
+}
