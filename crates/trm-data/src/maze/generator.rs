@@ -134,14 +134,7 @@ fn components(grid: &[u8], side: usize) -> (Vec<usize>, Vec<usize>) {
         stack.push(start);
         while let Some(i) = stack.pop() {
             size += 1;
-            let (r, c) = (i / side, i % side);
-            let neighbours = [
-                (r + 1 < side).then(|| i + side),
-                (c > 0).then(|| i - 1),
-                (c + 1 < side).then(|| i + 1),
-                (r > 0).then(|| i - side),
-            ];
-            for j in neighbours.into_iter().flatten() {
+            for j in super::neighbours(i, side).into_iter().flatten() {
                 if grid[j] != b'#' && comp[j] == usize::MAX {
                     comp[j] = label;
                     stack.push(j);

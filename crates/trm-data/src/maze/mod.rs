@@ -50,14 +50,7 @@ pub fn shortest_path(cells: &[u8], side: usize) -> Option<Vec<usize>> {
         if i == goal {
             break;
         }
-        let (r, c) = (i / side, i % side);
-        let neighbours = [
-            (r + 1 < side).then(|| i + side),
-            (c > 0).then(|| i - 1),
-            (c + 1 < side).then(|| i + 1),
-            (r > 0).then(|| i - side),
-        ];
-        for j in neighbours.into_iter().flatten() {
+        for j in neighbours(i, side).into_iter().flatten() {
             if parent[j] == usize::MAX && cells[j] != b'#' {
                 parent[j] = i;
                 queue.push_back(j);
@@ -167,6 +160,13 @@ pub fn render(tokens: &[u8], side: usize) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The 4-neighbours of cell `i` on a `side` x `side` grid, in the BFS order down, left,
+/// right, up (the order decides which of several shortest paths is the label).
+pub(crate) fn neighbours(i: usize, side: usize) -> [Option<usize>; 4] {
+    let (r, c) = (i / side, i % side);
+    [(r + 1 < side).then(|| i + side), (c > 0).then(|| i - 1), (c + 1 < side).then(|| i + 1), (r > 0).then(|| i - side)]
 }
 
 #[cfg(test)]
