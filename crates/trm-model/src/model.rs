@@ -200,6 +200,11 @@ impl<B: Backend> Trm<B> {
         Carry { y: carry.y.mask_where(mask.clone(), init.y), z: carry.z.mask_where(mask, init.z) }
     }
 
+    /// The RoPE tables, when the model uses rotary positions (pass them to `net.forward`).
+    pub fn rope(&self) -> Option<&Rope<B>> {
+        self.rope.as_ref()
+    }
+
     /// One latent cycle: n times `z = net(z, y + x)`, then `y = net(y, z)`.
     pub fn latent_recursion(&self, x: &Tensor<B, 3>, y: Tensor<B, 3>, z: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let rope = self.rope.as_ref();

@@ -294,12 +294,6 @@ impl TrainConfig {
         }
         let cfg: TrmConfig = arch.try_into().map_err(|e: toml::de::Error| TrainError::Config(format!("arch: {e}")))?;
         cfg.validate().map_err(|e| TrainError::Config(format!("arch: {e}")))?;
-        if t.grad == GradMode::OneStep && cfg.pos_encodings == trm_model::PosEncoding::Rope {
-            return bad(
-                "train.grad",
-                "one_step is implemented for models without RoPE (mlp_t or learned positions)".into(),
-            );
-        }
         Ok(())
     }
 }

@@ -308,7 +308,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 }
 
 /// HRM's 1-step gradient (for the ablation): everything but the last z update and the y
-/// update runs without gradients. Models without RoPE only (checked by the config).
+/// update runs without gradients.
 pub fn one_step_train<B: AutodiffBackend>(
     model: &Trm<B>,
     inner: &Trm<B::InnerBackend>,
@@ -320,10 +320,56 @@ pub fn one_step_train<B: AutodiffBackend>(
     let c = inner.deep_recursion(&x_inner, carry, cfg.t_cycles - 1);
     let (y, mut z) = (c.y, c.z);
     for _ in 1..cfg.n_cycles {
-        z = inner.net.forward(z, y.clone() + x_inner.clone(), None);
+        z = inner.net.forward(z, y.clone() + x_inner.clone(), inner.rope());
     }
     let y = Tensor::<B, 3>::from_inner(y);
-    let z = model.net.forward(Tensor::from_inner(z), y.clone() + x, None);
-    let y = model.net.forward(y, z.clone(), None);
+    let z = model.net.forward(Tensor::from_inner(z), y.clone() + x, model.rope());
+    let y = model.net.forward(y, z.clone(), model.rope());
     StepOutput { heads: model.heads(y.clone()), carry: Carry { y: y.inner(), z: z.inner() } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use trm_model::TrmConfig;
+
+    type B = Autodiff<NdArray<f32>>;
+
+    /// Gradient of sum(logits) w.r.t. the last block's down projection, for one step.
+    fn grad_of(t: usize, n: usize, one_step: bool) -> Vec<f32> {
+        let mut c = TrmConfig::sudoku_att();
+        (c.hidden_size, c.num_heads, c.seq_len, c.vocab_size, c.puzzle_emb_ndim, c.puzzle_emb_len) =
+            (16, 2, 5, 4, 0, 0);
+        (c.t_cycles, c.n_cycles) = (t, n);
+        let device = Default::default();
+        let model = c.init_seeded::<B>(&device, 5);
+        let inner = model.valid();
+        // The same input for every call (a random tensor would differ between calls).
+        let data: Vec<f32> = (0..2 * 5 * 16).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let x = Tensor::<B, 3>::from_data(burn::tensor::TensorData::new(data, [2, 5, 16]), &device);
+        let carry = inner.initial_carry(2);
+        let out = if one_step {
+            one_step_train(&model, &inner, x, carry)
+        } else {
+            supervision_step_train(&model, &inner, x, carry)
+        };
+        let grads = out.heads.logits.sum().backward();
+        let w = &model.net.blocks[1].mlp.down.weight;
+        w.grad(&grads).expect("a gradient").into_data().to_vec().unwrap()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    /// With RoPE: at T = 1, n = 1 the 1-step gradient is the full gradient (the whole step
+    /// is the last z and y update); at T = 2, n = 2 it must differ.
+    #[test]
+    fn one_step_gradient_with_rope_equals_full_only_when_nothing_is_cut() {
+        let (full, one) = (grad_of(1, 1, false), grad_of(1, 1, true));
+        assert!(max_diff(&full, &one) < 1e-6, "T=1 n=1: {}", max_diff(&full, &one));
+        let (full, one) = (grad_of(2, 2, false), grad_of(2, 2, true));
+        assert!(max_diff(&full, &one) > 1e-4, "T=2 n=2 should differ: {}", max_diff(&full, &one));
+    }
 }
