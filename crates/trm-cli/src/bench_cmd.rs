@@ -1,5 +1,6 @@
 //! `trm bench`: time a training supervision step, inference and a reference matrix multiply
 //! on synthetic batches of a config's shapes. One JSON line per result, then a table.
+//! `trm bench --ar` times AR-TRM decoding instead (see [`run_ar`]).
 
 use std::path::Path;
 
@@ -7,6 +8,11 @@ use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 use trm_backend::{BackendJob, BackendKind};
+use trm_model::ar::bench::{
+    ar_fits, bench_ar_decode, bench_ar_memory, sweep_cells, ArBenchSpec, ArDecodeResult, ArFit, ArMemoryResult,
+    CacheCapacity,
+};
+use trm_model::ar::ArTrmConfig;
 use trm_model::bench::{bench_inference, bench_matmul, bench_train_step, BenchResult, BenchSpec};
 use trm_model::TrmConfig;
 
@@ -20,18 +26,20 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub device: usize,
     /// A preset (sudoku-att, sudoku-mlp), a model config (TOML or JSON) or a training config
-    /// with an [arch] table (dataset fields default to Sudoku: vocab 11, seq 81).
-    #[arg(long, default_value = "sudoku-att")]
-    pub config: String,
+    /// with an [arch] table (dataset fields default to Sudoku: vocab 11, seq 81). Default
+    /// sudoku-att; with --ar, an AR-TRM config file (default: the built-in small AR-TRM).
+    #[arg(long)]
+    pub config: Option<String>,
     /// Batch size for the training step and the inference throughput.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Override the width D (heads kept; puzzle_emb_ndim follows D when it was equal to it).
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Timed iterations per measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub steps: usize,
+    /// Timed iterations per measurement (the median is reported). Default 3; with --ar, 5
+    /// timed rounds (one decode of every cell per round).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Untimed iterations first.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
@@ -47,6 +55,11 @@ pub struct BenchArgs {
     /// Print only the JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Benchmark AR-TRM decoding (batch 1, KV cache) instead; the --ar-* flags shape it.
+    #[arg(long)]
+    pub ar: bool,
+    #[command(flatten)]
+    pub ar_args: ArArgs,
 }
 
 /// Reads `--config`: a preset name or a file.
@@ -82,6 +95,8 @@ pub fn load_config(name: &str, hidden: Option<usize>) -> anyhow::Result<TrmConfi
     Ok(cfg)
 }
 
+const DEFAULT_CONFIG: &str = "sudoku-att";
+
 struct Job {
     args: BenchArgs,
     cfg: TrmConfig,
@@ -107,13 +122,15 @@ impl BackendJob for Job {
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
         let Job { args, cfg } = self;
         let only: Vec<&str> = args.only.split(',').map(str::trim).collect();
-        let name = format!("{}-h{}", args.config.trim_end_matches(".toml"), cfg.hidden_size);
+        let config_name = args.config.as_deref().unwrap_or(DEFAULT_CONFIG);
+        let name = format!("{}-h{}", config_name.trim_end_matches(".toml"), cfg.hidden_size);
+        let steps = args.steps.unwrap_or(3);
         let spec = BenchSpec {
             name,
             config: cfg.clone(),
             backend: format!("{kind}"),
             warmup: args.warmup,
-            iters: args.steps.max(1),
+            iters: steps.max(1),
         };
         let mut results = Vec::new();
         let emit = |r: BenchResult, results: &mut Vec<BenchResult>| {
@@ -123,7 +140,7 @@ impl BackendJob for Job {
         let mut mm_rate = None;
         if only.contains(&"matmul") {
             let rows = args.batch * cfg.full_seq_len();
-            let r = bench_matmul::<B::InnerBackend>(&spec.backend, rows, 512, 1536, (1, args.steps.max(3)), &device);
+            let r = bench_matmul::<B::InnerBackend>(&spec.backend, rows, 512, 1536, (1, steps.max(3)), &device);
             mm_rate = Some(r.gflops);
             emit(r, &mut results);
         }
@@ -150,8 +167,264 @@ impl BackendJob for Job {
     }
 }
 
-/// Runs `trm bench`.
+/// Runs `trm bench` (or `trm bench --ar`).
 pub fn run(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Result<()> {
-    let cfg = load_config(&args.config, args.hidden)?;
+    if args.ar {
+        return run_ar(args, backend, device);
+    }
+    let cfg = load_config(args.config.as_deref().unwrap_or(DEFAULT_CONFIG), args.hidden)?;
     trm_backend::dispatch(backend, device, Job { args, cfg })?
+}
+
+// ---------------------------------------------------------------------------------------
+// `trm bench --ar`: AR-TRM decoding at batch 1 with the KV cache.
+
+/// Which cache sizings `--ar` runs (see `CacheCapacity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArCapacity {
+    /// One max_len (the largest prefix + 1) for every cell, as a fixed context length.
+    Shared,
+    /// max_len = P + 1 per cell: separates costs of the capacity from costs of the prefix.
+    Tight,
+}
+
+/// The sweeps of `trm bench --ar`.
+#[derive(Debug, Args)]
+pub struct ArArgs {
+    /// Prefix lengths P of the prefix sweep (each at --ar-fixed-k steps).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![16, 64, 256, 512, 1024])]
+    pub ar_prefixes: Vec<usize>,
+    /// Refinement steps K of the steps sweep (each at prefix --ar-fixed-p).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2, 4, 8, 16])]
+    pub ar_steps: Vec<usize>,
+    /// K of the prefix sweep.
+    #[arg(long, default_value_t = 4)]
+    pub ar_fixed_k: usize,
+    /// P of the steps sweep.
+    #[arg(long, default_value_t = 64)]
+    pub ar_fixed_p: usize,
+    /// Cache sizings to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ArCapacity::Shared, ArCapacity::Tight])]
+    pub ar_capacity: Vec<ArCapacity>,
+    /// Tokens the memory check generates (0 skips it). Small by default to keep the run
+    /// short: K = 16 costs 336 net calls per token.
+    #[arg(long, default_value_t = 32)]
+    pub ar_mem_tokens: usize,
+    /// Refinement steps of the memory check's runs, in this order (largest first, so the
+    /// smaller K cannot have warmed the allocator for the larger one).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![16, 1])]
+    pub ar_mem_steps: Vec<usize>,
+}
+
+/// Reads `--config` for `--ar`: none for `ArTrmConfig::default()`, else a TOML or JSON file
+/// whose fields (top level, or an `[ar]` / `[arch]` table) override the default.
+pub fn load_ar_config(path: Option<&str>, hidden: Option<usize>) -> anyhow::Result<ArTrmConfig> {
+    let mut cfg = match path {
+        None => ArTrmConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(Path::new(path)).with_context(|| format!("reading {path}"))?;
+            let mut file: toml::Table = if path.ends_with(".json") {
+                serde_json::from_str(&text).with_context(|| format!("parsing {path}"))?
+            } else {
+                toml::from_str(&text).with_context(|| format!("parsing {path}"))?
+            };
+            let fields = match file.remove("ar").or_else(|| file.remove("arch")) {
+                Some(toml::Value::Table(t)) => t,
+                Some(_) => bail!("{path}: [ar] / [arch] is not a table"),
+                None => file,
+            };
+            let mut merged = toml::Table::try_from(ArTrmConfig::default())?;
+            merged.extend(fields);
+            toml::Value::Table(merged).try_into().with_context(|| format!("{path}: not an AR-TRM config"))?
+        }
+    };
+    if let Some(h) = hidden {
+        cfg.hidden_size = h;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn check_ar_args(a: &ArArgs) -> anyhow::Result<()> {
+    let lists = [("--ar-prefixes", &a.ar_prefixes), ("--ar-steps", &a.ar_steps)];
+    for (flag, list) in lists {
+        if list.is_empty() || list.contains(&0) {
+            bail!("{flag} needs one or more positive values");
+        }
+    }
+    if a.ar_fixed_k == 0 || a.ar_fixed_p == 0 {
+        bail!("--ar-fixed-k and --ar-fixed-p must be positive");
+    }
+    if a.ar_capacity.is_empty() {
+        bail!("--ar-capacity needs shared, tight or both");
+    }
+    if a.ar_mem_tokens > 0 && (a.ar_mem_steps.is_empty() || a.ar_mem_steps.contains(&0)) {
+        bail!("--ar-mem-steps needs one or more positive values");
+    }
+    Ok(())
+}
+
+struct ArJob {
+    args: BenchArgs,
+    cfg: ArTrmConfig,
+}
+
+/// Prints a result `v` as one JSON line with the backend name added.
+fn emit_json(mut v: serde_json::Value, backend: &str) -> anyhow::Result<()> {
+    if let Some(map) = v.as_object_mut() {
+        map.insert("backend".into(), backend.into());
+    }
+    println!("{v}");
+    Ok(())
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into())
+}
+
+fn capacity_name(c: CacheCapacity) -> &'static str {
+    match c {
+        CacheCapacity::Shared => "shared",
+        CacheCapacity::Tight => "tight",
+    }
+}
+
+fn ar_tables(cfg: &ArTrmConfig, decode: &[ArDecodeResult], fits: &[ArFit], memory: &[ArMemoryResult]) {
+    println!(
+        "\nAR-TRM D={} heads={} layers={} T={} n={} ({} net calls per step), V={}, KV {} B per token",
+        cfg.hidden_size,
+        cfg.num_heads,
+        cfg.layers,
+        cfg.t_cycles,
+        cfg.n_cycles,
+        cfg.net_calls_per_step(),
+        cfg.vocab_size,
+        cfg.kv_bytes_per_token()
+    );
+    println!(
+        "{:<7} {:>5} {:>5} {:>3} {:>6} {:>9} {:>8} {:>8} {:>8} {:>6} {:>7} {:>9} {:>9} {:>8} {:>9}",
+        "cache",
+        "max",
+        "P",
+        "K",
+        "calls",
+        "ms/token",
+        "ms/step",
+        "us/call",
+        "tok/s",
+        "x ref",
+        "GFLOP/s",
+        "KV B/tok",
+        "KV KiB",
+        "peak MiB",
+        "grow KiB"
+    );
+    for r in decode {
+        println!(
+            "{:<7} {:>5} {:>5} {:>3} {:>6} {:>9.2} {:>8.3} {:>8.1} {:>8.2} {:>6} {:>7.2} {:>9.0} {:>9.1} {:>8} {:>9}",
+            capacity_name(r.capacity),
+            r.max_len,
+            r.prefix,
+            r.steps,
+            r.net_calls,
+            r.ms_per_token,
+            r.ms_per_step,
+            r.us_per_net_call,
+            r.tokens_per_s,
+            opt(r.rel_to_ref, 2),
+            r.gflops,
+            r.kv_bytes_per_token,
+            r.kv_allocated_bytes as f64 / 1024.0,
+            opt(r.peak_rss_mib, 0),
+            opt(r.rss_growth_kib, 0),
+        );
+    }
+    println!(
+        "\n{:<7} {:<6} {:>5} {:<22} {:>12} {:>12} {:>8} {:>10} {:>6}",
+        "cache", "sweep", "fixed", "points", "slope ms", "intercept ms", "R^2", "max resid", "span"
+    );
+    for f in fits {
+        let xs: Vec<String> = f.xs.iter().map(usize::to_string).collect();
+        println!(
+            "{:<7} {:<6} {:>5} {:<18} {:>10.4} {:>12.3} {:>8.4} {:>9.1}% {:>5.2}x {:>10} {:>8}",
+            capacity_name(f.capacity),
+            f.sweep,
+            f.fixed,
+            xs.join(","),
+            f.fit.slope,
+            f.fit.intercept,
+            f.fit.r2,
+            100.0 * f.fit.max_rel_residual,
+            f.span,
+            opt(f.fit_min.map(|m| m.slope), 4),
+            opt(f.fit_min.map(|m| m.r2), 4),
+        );
+    }
+    if !memory.is_empty() {
+        println!(
+            "\n{:>6} {:>3} {:>9} {:>10} {:>11} {:>10} {:>14} {:>13}",
+            "tokens", "K", "ms/token", "KV KiB", "KV used KiB", "RSS0 MiB", "peak grow KiB", "RSS grow KiB"
+        );
+        for m in memory {
+            println!(
+                "{:>6} {:>3} {:>9.2} {:>10.1} {:>11.1} {:>10} {:>14} {:>13}",
+                m.tokens,
+                m.steps,
+                m.ms_per_token,
+                m.kv_allocated_bytes as f64 / 1024.0,
+                m.kv_committed_bytes as f64 / 1024.0,
+                opt(m.rss_before_mib, 1),
+                opt(m.peak_growth_kib, 0),
+                opt(m.rss_growth_kib, 0),
+            );
+        }
+    }
+}
+
+impl BackendJob for ArJob {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        // Decoding needs no gradients: run it on the inner backend, as inference does.
+        type I<B> = <B as AutodiffBackend>::InnerBackend;
+        let ArJob { args, cfg } = self;
+        let a = &args.ar_args;
+        let backend = kind.to_string();
+        let cells = sweep_cells(&a.ar_prefixes, &a.ar_steps, a.ar_fixed_k, a.ar_fixed_p);
+        let mut decode = Vec::new();
+        for capacity in &a.ar_capacity {
+            let capacity = match capacity {
+                ArCapacity::Shared => CacheCapacity::Shared,
+                ArCapacity::Tight => CacheCapacity::Tight,
+            };
+            let spec =
+                ArBenchSpec { config: cfg.clone(), capacity, warmup: args.warmup, iters: args.steps.unwrap_or(5) };
+            for r in bench_ar_decode::<I<B>>(&spec, &cells, &device)? {
+                emit_json(serde_json::to_value(&r)?, &backend)?;
+                decode.push(r);
+            }
+        }
+        let fits = ar_fits(&decode);
+        for f in &fits {
+            emit_json(serde_json::to_value(f)?, &backend)?;
+        }
+        let mut memory = Vec::new();
+        if a.ar_mem_tokens > 0 {
+            for &k in &a.ar_mem_steps {
+                let m = bench_ar_memory::<I<B>>(&cfg, a.ar_mem_tokens, k, &device)?;
+                emit_json(serde_json::to_value(&m)?, &backend)?;
+                memory.push(m);
+            }
+        }
+        if !args.json {
+            ar_tables(&cfg, &decode, &fits, &memory);
+        }
+        Ok(())
+    }
+}
+
+/// Runs `trm bench --ar`.
+fn run_ar(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Result<()> {
+    check_ar_args(&args.ar_args)?;
+    let cfg = load_ar_config(args.config.as_deref(), args.hidden)?;
+    trm_backend::dispatch(backend, device, ArJob { args, cfg })?
 }

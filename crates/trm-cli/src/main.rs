@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 use trm_backend::BackendKind;
 
+mod ar_cmd;
 mod bench_cmd;
 mod data_cmd;
 mod parity_cmd;
@@ -29,6 +30,10 @@ enum Command {
     Eval(train_cmd::EvalArgs),
     /// Solve one Sudoku or maze given on the command line.
     Solve(train_cmd::SolveArgs),
+    /// Train an autoregressive TRM (or a baseline, or the whole baseline ladder) on a generated task.
+    TrainAr(ar_cmd::TrainArArgs),
+    /// Decode with a trained AR-TRM: the generated tokens and the refinement steps each took.
+    Generate(ar_cmd::GenerateArgs),
     /// Plot a run's metrics to PNG.
     Plot(train_cmd::PlotArgs),
     /// Time a training step, inference and a matmul on synthetic batches.
@@ -54,6 +59,8 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(a) => train_cmd::run_eval(a),
         Command::Solve(a) => train_cmd::run_solve(a),
         Command::Plot(a) => train_cmd::run_plot(a),
+        Command::TrainAr(a) => ar_cmd::run_train_ar(a),
+        Command::Generate(a) => ar_cmd::run_generate(a),
         Command::Bench(a) => {
             let (backend, device) = (a.backend, a.device);
             bench_cmd::run(a, backend, device)

@@ -1,5 +1,6 @@
 //! Generated character-level tasks for the autoregressive TRM: multi-digit addition (with a
-//! per-token carry-lookahead difficulty) and sorting, with a longer-length test split.
+//! per-token carry-lookahead difficulty), addition with frequent carry chains (the same
+//! format, a wider spread of difficulty) and sorting, with a longer-length test split.
 //!
 //! Token map (shared by both tasks, [`VOCAB_SIZE`] = 14):
 //!
@@ -47,6 +48,10 @@ pub enum ArTask {
     Addition,
     /// Sorting n digits ascending.
     Sort,
+    /// n-digit addition whose digit pairs sum to exactly 9 with probability 1/2 (otherwise
+    /// uniform), so long carry chains are common and the per-token carry lookahead
+    /// ([`carry_lookahead`]) varies from 1 to n within one answer.
+    CarryChains,
 }
 
 /// One sequence: the prompt (ending in `=`) followed by the answer (ending in `$`).
@@ -94,6 +99,24 @@ pub fn render(tokens: &[u32]) -> String {
             EOS => '$',
             PAD => '_',
             _ => '?',
+        })
+        .collect()
+}
+
+/// Parses text in the token map (`0`-`9`, `+`, `=`, `$`, `_`; spaces ignored) into tokens.
+pub fn tokenize(text: &str) -> Result<Vec<u32>, crate::DataError> {
+    text.chars()
+        .filter(|c| !c.is_whitespace())
+        .enumerate()
+        .map(|(i, c)| match c {
+            '0'..='9' => Ok(c as u32 - '0' as u32),
+            '+' => Ok(PLUS),
+            '=' => Ok(EQUALS),
+            '$' => Ok(EOS),
+            '_' => Ok(PAD),
+            _ => Err(crate::DataError::Config(format!(
+                "character {c:?} at position {i} is not a token (the AR tasks use 0-9, +, =, $ and _)"
+            ))),
         })
         .collect()
 }
@@ -175,6 +198,12 @@ pub fn random_sample(task: ArTask, n: usize, rng: &mut ChaCha8Rng) -> ArSample {
             addition(&a, &digits(n))
         }
         ArTask::Sort => sort(&digits(n)),
+        ArTask::CarryChains => {
+            let a = digits(n);
+            let b: Vec<u8> =
+                a.iter().map(|&d| if rng.gen_bool(0.5) { 9 - d } else { rng.gen_range(0..10u8) }).collect();
+            addition(&a, &b)
+        }
     }
 }
 
@@ -225,7 +254,7 @@ impl ArTaskConfig {
     pub fn max_tokens(&self) -> usize {
         let n = *self.long_sizes.end();
         match self.task {
-            ArTask::Addition => 3 * n + 4,
+            ArTask::Addition | ArTask::CarryChains => 3 * n + 4,
             ArTask::Sort => 2 * n + 2,
         }
     }
@@ -318,5 +347,33 @@ mod tests {
             assert_eq!(s.tokens.len(), sorts.max_tokens());
             assert!(s.answer()[..8].windows(2).all(|w| w[0] <= w[1]));
         }
+    }
+
+    #[test]
+    fn tokenize_inverts_render_and_rejects_unknown_characters() {
+        let s = addition(&[5, 7], &[6, 8]);
+        assert_eq!(tokenize(&render(&s.tokens)).unwrap(), s.tokens);
+        assert_eq!(tokenize("1 2 =").unwrap(), vec![1, 2, EQUALS]);
+        let err = tokenize("12*3=").unwrap_err().to_string();
+        assert!(err.contains("'*'") && err.contains("position 2"), "{err}");
+    }
+
+    #[test]
+    fn carry_chain_samples_are_correct_sums_with_longer_lookahead_than_plain_addition() {
+        let mean_max = |task| {
+            let cfg = ArTaskConfig { task, train_sizes: 6..=6, long_sizes: 7..=7 };
+            let samples = cfg.split(Split::Train, 400, 3);
+            let num = |d: &[u32]| d.iter().fold(0u64, |acc, &x| acc * 10 + x as u64);
+            for s in &samples {
+                let (a, b) = (num(&s.tokens[..6]), num(&s.tokens[7..13]));
+                assert_eq!(num(&s.answer()[..7]), a + b, "{}", render(&s.tokens));
+            }
+            let maxes: Vec<u32> =
+                samples.iter().map(|s| *s.difficulty.as_ref().unwrap().iter().max().unwrap()).collect();
+            maxes.iter().sum::<u32>() as f64 / maxes.len() as f64
+        };
+        let (plain, chains) = (mean_max(ArTask::Addition), mean_max(ArTask::CarryChains));
+        // Plain 6-digit addition rarely has chains (a digit sum of 9 has probability 1/10).
+        assert!(chains > plain + 1.0, "carry chains {chains} vs plain {plain}");
     }
 }

@@ -13,6 +13,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod ar;
 pub mod arc_eval;
 pub mod checkpoint;
 pub mod config;

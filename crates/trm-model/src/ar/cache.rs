@@ -56,8 +56,13 @@ impl<B: Backend> KvCache<B> {
         assert_eq!(s, 1, "one position at a time");
         assert!(self.len < self.capacity(), "KV cache full ({} positions)", self.capacity());
         let range = [0..b, 0..h, self.len..self.len + 1, 0..d];
-        self.k = self.k.clone().slice_assign(range.clone(), k);
-        self.v = self.v.clone().slice_assign(range, v);
+        // Take the buffers out (leaving empty tensors) so that `slice_assign` holds the only
+        // reference and can write in place; a clone would copy the whole cache on every pass.
+        let device = self.k.device();
+        let empty = || Tensor::<B, 4>::empty([0, 0, 0, 0], &device);
+        let (old_k, old_v) = (std::mem::replace(&mut self.k, empty()), std::mem::replace(&mut self.v, empty()));
+        self.k = old_k.slice_assign(range.clone(), k);
+        self.v = old_v.slice_assign(range, v);
     }
 
     /// Overwrites the scratch slot (position `len`) with the current token's K/V [B, heads, 1, head_dim].

@@ -16,14 +16,18 @@
 //! | model, decoding steps, teacher-forced parallel forward | [`ArTrm`] |
 //! | greedy decoding with halting | [`generate`] |
 //! | training forward (deep supervision, no-grad early cycles) | [`ar_train_losses`] |
+//! | baselines: causal transformer, looped (tied) blocks | [`ArBaseline`] |
 
 pub mod attention;
+pub mod baseline;
+pub mod bench;
 pub mod cache;
 pub mod decode;
 pub mod model;
 pub mod train;
 
 pub use attention::{ArBlock, CausalAttention, LayerKv};
+pub use baseline::{ArBaseline, ArBaselineConfig};
 pub use cache::KvCache;
 pub use decode::{commit_states, decode_position, generate, CommitPass, Generation, StepPolicy};
 pub use model::{ArState, ArStepOutput, ArTrm, NetContext};
@@ -102,6 +106,19 @@ impl Default for ArTrmConfig {
     }
 }
 
+/// D must be a positive multiple of the heads, and the head width even (RoPE rotates pairs).
+pub(crate) fn check_heads(hidden_size: usize, num_heads: usize) -> Result<(), ModelError> {
+    if hidden_size == 0 || num_heads == 0 || !hidden_size.is_multiple_of(num_heads) {
+        return Err(ModelError::Config(format!(
+            "hidden_size {hidden_size} must be a positive multiple of num_heads {num_heads}"
+        )));
+    }
+    if !(hidden_size / num_heads).is_multiple_of(2) {
+        return Err(ModelError::Config(format!("head_dim {} must be even for RoPE", hidden_size / num_heads)));
+    }
+    Ok(())
+}
+
 impl ArTrmConfig {
     /// Width of one head.
     pub fn head_dim(&self) -> usize {
@@ -111,15 +128,7 @@ impl ArTrmConfig {
     /// Checks the sizes.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::Config(msg));
-        if self.hidden_size == 0 || self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
-            return bad(format!(
-                "hidden_size {} must be a positive multiple of num_heads {}",
-                self.hidden_size, self.num_heads
-            ));
-        }
-        if !self.head_dim().is_multiple_of(2) {
-            return bad(format!("head_dim {} must be even for RoPE", self.head_dim()));
-        }
+        check_heads(self.hidden_size, self.num_heads)?;
         for (name, v) in [
             ("layers", self.layers),
             ("t_cycles", self.t_cycles),

@@ -67,6 +67,31 @@ pub struct ArTrm<B: Backend> {
     config: ArTrmConfig,
 }
 
+/// The sizes of the parts AR-TRM and the baselines share.
+pub(crate) struct DecoderShape {
+    pub hidden: usize,
+    pub heads: usize,
+    pub expansion: f64,
+    pub eps: f64,
+    pub layers: usize,
+    pub vocab: usize,
+}
+
+/// Token embedding (std 1/sqrt(D)), the blocks and the LM head, drawn from `rng` in this
+/// order with TRM's initialisation (the order fixes which weights a seed gives).
+pub(crate) fn decoder_parts<B: Backend>(
+    s: DecoderShape,
+    rng: &mut ChaCha8Rng,
+    device: &B::Device,
+) -> (Param<Tensor<B, 2>>, Vec<ArBlock<B>>, Linear<B>) {
+    let d = s.hidden;
+    let embed = trunc_normal(rng, s.vocab * d, 1.0 / (d as f64).sqrt());
+    let embed_tokens = param_from(embed, [s.vocab, d], device);
+    let blocks = (0..s.layers).map(|_| ArBlock::new(d, s.heads, s.expansion, s.eps, rng, device)).collect();
+    let lm_head = Linear::lecun(d, s.vocab, false, rng, device);
+    (embed_tokens, blocks, lm_head)
+}
+
 impl ArTrmConfig {
     /// Builds a model with TRM's initialisation, seed 0.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ArTrm<B> {
@@ -82,12 +107,15 @@ impl ArTrmConfig {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let d = self.hidden_size;
-        let embed = trunc_normal(&mut rng, self.vocab_size * d, 1.0 / (d as f64).sqrt());
-        let embed_tokens = param_from(embed, [self.vocab_size, d], device);
-        let blocks = (0..self.layers)
-            .map(|_| ArBlock::new(d, self.num_heads, self.expansion, self.rms_norm_eps, &mut rng, device))
-            .collect();
-        let lm_head = Linear::lecun(d, self.vocab_size, false, &mut rng, device);
+        let shape = DecoderShape {
+            hidden: d,
+            heads: self.num_heads,
+            expansion: self.expansion,
+            eps: self.rms_norm_eps,
+            layers: self.layers,
+            vocab: self.vocab_size,
+        };
+        let (embed_tokens, blocks, lm_head) = decoder_parts(shape, &mut rng, device);
         let halt_head = Linear {
             weight: param_from(vec![0.0; d], [d, 1], device),
             bias: Some(param_from(vec![-5.0], [1], device)),
