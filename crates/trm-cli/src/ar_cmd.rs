@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 use trm_backend::{dispatch, BackendJob, BackendKind};
 use trm_data::ar_tasks::{render, tokenize, EOS, EQUALS};
-use trm_model::ar::generate;
+use trm_model::ar::generate_until;
 use trm_train::ar::{ladder_table, load_ar_trm, run_ladder, train_ar, ArRunConfig};
 
 /// `trm train-ar`.
@@ -79,7 +79,7 @@ pub struct GenerateArgs {
     /// The prompt, ending in `=`: for addition "57+68=", for sorting "3142=".
     #[arg(long)]
     pub prompt: String,
-    /// Most tokens to generate (stops earlier at `$`).
+    /// Most tokens to generate (decoding stops earlier, right after `$`).
     #[arg(long, default_value_t = 32)]
     pub max_new: usize,
     /// Refine every token exactly K_max steps instead of halting adaptively.
@@ -108,8 +108,7 @@ impl BackendJob for GenerateJob {
         }
         let prompt: Vec<usize> = self.prompt.iter().map(|&t| t as usize).collect();
         let k_max = model.config().k_max;
-        // Generate token by token so that decoding stops at `$`.
-        let gen = generate(&model, &prompt, self.args.max_new, k_max, !self.args.fixed);
+        let gen = generate_until(&model, &prompt, self.args.max_new, k_max, !self.args.fixed, Some(EOS as usize));
         let end = gen.tokens.iter().position(|&t| t == EOS as usize).map_or(gen.tokens.len(), |i| i + 1);
         let answer: Vec<u32> = gen.tokens[..end].iter().map(|&t| t as u32).collect();
         let mode = if self.args.fixed { format!("fixed {k_max} steps") } else { format!("halting, K_max {k_max}") };

@@ -4,7 +4,7 @@
 use burn::backend::NdArray;
 use burn::module::Param;
 use burn::tensor::{Int, Tensor, TensorData};
-use trm_model::ar::{commit_states, generate, ArStepOutput, ArTrm, ArTrmConfig, KvSource, StepPolicy};
+use trm_model::ar::{commit_states, generate, generate_until, ArStepOutput, ArTrm, ArTrmConfig, KvSource, StepPolicy};
 use trm_model::{PosEncoding, TrmConfig};
 
 type B = NdArray<f32>;
@@ -186,6 +186,15 @@ fn a_fresh_halting_head_never_halts_and_a_positive_bias_halts_at_once() {
     let halt_at_once = generate(&model, &prompt, 4, 3, true);
     assert_eq!(halt_at_once.steps, vec![1; 4]);
     assert_eq!(halt_at_once.tokens, generate(&model, &prompt, 4, 1, false).tokens);
+    // Stopping at a token: the output is the prefix of the unstopped one through the first
+    // occurrence of that token (or all of it when the token never comes).
+    let long = generate(&model, &prompt, 8, 2, false);
+    for stop in [long.tokens[1], long.tokens[5], 99] {
+        let cut = long.tokens.iter().position(|&t| t == stop).map_or(long.tokens.len(), |i| i + 1);
+        let stopped = generate_until(&model, &prompt, 8, 2, false, Some(stop));
+        assert_eq!(stopped.tokens, long.tokens[..cut], "stop {stop}");
+        assert_eq!(stopped.steps, long.steps[..cut]);
+    }
 }
 
 /// Rows of a batch that halt at different steps keep their own state: the batched commit

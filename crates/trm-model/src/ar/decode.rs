@@ -134,6 +134,18 @@ pub fn generate<B: Backend>(
     k_max: usize,
     halting: bool,
 ) -> Generation {
+    generate_until(model, prompt, max_new, k_max, halting, None)
+}
+
+/// [`generate`] that also stops right after emitting the token `stop` (for example `$`).
+pub fn generate_until<B: Backend>(
+    model: &ArTrm<B>,
+    prompt: &[usize],
+    max_new: usize,
+    k_max: usize,
+    halting: bool,
+    stop: Option<usize>,
+) -> Generation {
     assert!(!prompt.is_empty(), "an empty prompt has no position to predict from");
     let device = model.device();
     let policy = if halting { StepPolicy::Halting { max: k_max } } else { StepPolicy::Fixed(k_max) };
@@ -153,6 +165,9 @@ pub fn generate<B: Backend>(
             gen.tokens.push(next);
             gen.steps.push(steps[0]);
             seq.push(next);
+            if stop == Some(next) {
+                break;
+            }
         }
         if t + 1 < model.config().max_len && gen.tokens.len() < max_new {
             model.commit(&mut caches, x, state.y);

@@ -29,7 +29,7 @@ pub mod train;
 pub use attention::{ArBlock, CausalAttention, LayerKv};
 pub use baseline::{ArBaseline, ArBaselineConfig};
 pub use cache::KvCache;
-pub use decode::{commit_states, decode_position, generate, CommitPass, Generation, StepPolicy};
+pub use decode::{commit_states, decode_position, generate, generate_until, CommitPass, Generation, StepPolicy};
 pub use model::{ArState, ArStepOutput, ArTrm, NetContext};
 pub use train::{ar_step_loss, ar_train_losses, ArStepLoss};
 
