@@ -179,15 +179,6 @@ pub fn run(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Resu
 // ---------------------------------------------------------------------------------------
 // `trm bench --ar`: AR-TRM decoding at batch 1 with the KV cache.
 
-/// Which cache sizings `--ar` runs (see `CacheCapacity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ArCapacity {
-    /// One max_len (the largest prefix + 1) for every cell, as a fixed context length.
-    Shared,
-    /// max_len = P + 1 per cell: separates costs of the capacity from costs of the prefix.
-    Tight,
-}
-
 /// The sweeps of `trm bench --ar`.
 #[derive(Debug, Args)]
 pub struct ArArgs {
@@ -204,8 +195,8 @@ pub struct ArArgs {
     #[arg(long, default_value_t = 64)]
     pub ar_fixed_p: usize,
     /// Cache sizings to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ArCapacity::Shared, ArCapacity::Tight])]
-    pub ar_capacity: Vec<ArCapacity>,
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CacheCapacity::Shared, CacheCapacity::Tight])]
+    pub ar_capacity: Vec<CacheCapacity>,
     /// Tokens the memory check generates (0 skips it). Small by default to keep the run
     /// short: K = 16 costs 336 net calls per token.
     #[arg(long, default_value_t = 32)]
@@ -216,10 +207,11 @@ pub struct ArArgs {
     pub ar_mem_steps: Vec<usize>,
 }
 
-/// Reads `--config` for `--ar`: none for `ArTrmConfig::default()`, else a TOML or JSON file
-/// whose fields (top level, or an `[ar]` / `[arch]` table) override the default.
+/// Reads `--config` for `--ar`: none for `ArTrmConfig::default()`; a `trm train-ar` run
+/// config (configs/ar/*.toml) for its model; else a TOML or JSON file whose fields (top
+/// level, or an `[ar]` / `[arch]` table) override the default.
 pub fn load_ar_config(path: Option<&str>, hidden: Option<usize>) -> anyhow::Result<ArTrmConfig> {
-    let mut cfg = match path {
+    let cfg = match path {
         None => ArTrmConfig::default(),
         Some(path) => {
             let text = std::fs::read_to_string(Path::new(path)).with_context(|| format!("reading {path}"))?;
@@ -228,6 +220,12 @@ pub fn load_ar_config(path: Option<&str>, hidden: Option<usize>) -> anyhow::Resu
             } else {
                 toml::from_str(&text).with_context(|| format!("parsing {path}"))?
             };
+            // A run config of `trm train-ar` (configs/ar/*.toml): its model.
+            if file.contains_key("task") && file.contains_key("model") && !path.ends_with(".json") {
+                let run =
+                    trm_train::ar::ArRunConfig::from_toml_str(&text).with_context(|| format!("reading {path}"))?;
+                return finish(run.ar_trm_config(), hidden);
+            }
             let fields = match file.remove("ar").or_else(|| file.remove("arch")) {
                 Some(toml::Value::Table(t)) => t,
                 Some(_) => bail!("{path}: [ar] / [arch] is not a table"),
@@ -238,6 +236,10 @@ pub fn load_ar_config(path: Option<&str>, hidden: Option<usize>) -> anyhow::Resu
             toml::Value::Table(merged).try_into().with_context(|| format!("{path}: not an AR-TRM config"))?
         }
     };
+    finish(cfg, hidden)
+}
+
+fn finish(mut cfg: ArTrmConfig, hidden: Option<usize>) -> anyhow::Result<ArTrmConfig> {
     if let Some(h) = hidden {
         cfg.hidden_size = h;
     }
@@ -270,23 +272,15 @@ struct ArJob {
 }
 
 /// Prints a result `v` as one JSON line with the backend name added.
-fn emit_json(mut v: serde_json::Value, backend: &str) -> anyhow::Result<()> {
+fn emit_json(mut v: serde_json::Value, backend: &str) {
     if let Some(map) = v.as_object_mut() {
         map.insert("backend".into(), backend.into());
     }
     println!("{v}");
-    Ok(())
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into())
-}
-
-fn capacity_name(c: CacheCapacity) -> &'static str {
-    match c {
-        CacheCapacity::Shared => "shared",
-        CacheCapacity::Tight => "tight",
-    }
 }
 
 fn ar_tables(cfg: &ArTrmConfig, decode: &[ArDecodeResult], fits: &[ArFit], memory: &[ArMemoryResult]) {
@@ -322,7 +316,7 @@ fn ar_tables(cfg: &ArTrmConfig, decode: &[ArDecodeResult], fits: &[ArFit], memor
     for r in decode {
         println!(
             "{:<7} {:>5} {:>5} {:>3} {:>6} {:>9.2} {:>8.3} {:>8.1} {:>8.2} {:>6} {:>7.2} {:>9.0} {:>9.1} {:>8} {:>9}",
-            capacity_name(r.capacity),
+            r.capacity.to_string(),
             r.max_len,
             r.prefix,
             r.steps,
@@ -347,7 +341,7 @@ fn ar_tables(cfg: &ArTrmConfig, decode: &[ArDecodeResult], fits: &[ArFit], memor
         let xs: Vec<String> = f.xs.iter().map(usize::to_string).collect();
         println!(
             "{:<7} {:<6} {:>5} {:<18} {:>10.4} {:>12.3} {:>8.4} {:>9.1}% {:>5.2}x {:>10} {:>8}",
-            capacity_name(f.capacity),
+            f.capacity.to_string(),
             f.sweep,
             f.fixed,
             xs.join(","),
@@ -391,27 +385,23 @@ impl BackendJob for ArJob {
         let backend = kind.to_string();
         let cells = sweep_cells(&a.ar_prefixes, &a.ar_steps, a.ar_fixed_k, a.ar_fixed_p);
         let mut decode = Vec::new();
-        for capacity in &a.ar_capacity {
-            let capacity = match capacity {
-                ArCapacity::Shared => CacheCapacity::Shared,
-                ArCapacity::Tight => CacheCapacity::Tight,
-            };
+        for &capacity in &a.ar_capacity {
             let spec =
                 ArBenchSpec { config: cfg.clone(), capacity, warmup: args.warmup, iters: args.steps.unwrap_or(5) };
             for r in bench_ar_decode::<I<B>>(&spec, &cells, &device)? {
-                emit_json(serde_json::to_value(&r)?, &backend)?;
+                emit_json(serde_json::to_value(&r)?, &backend);
                 decode.push(r);
             }
         }
         let fits = ar_fits(&decode);
         for f in &fits {
-            emit_json(serde_json::to_value(f)?, &backend)?;
+            emit_json(serde_json::to_value(f)?, &backend);
         }
         let mut memory = Vec::new();
         if a.ar_mem_tokens > 0 {
             for &k in &a.ar_mem_steps {
                 let m = bench_ar_memory::<I<B>>(&cfg, a.ar_mem_tokens, k, &device)?;
-                emit_json(serde_json::to_value(&m)?, &backend)?;
+                emit_json(serde_json::to_value(&m)?, &backend);
                 memory.push(m);
             }
         }
@@ -427,4 +417,23 @@ fn run_ar(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Resul
     check_ar_args(&args.ar_args)?;
     let cfg = load_ar_config(args.config.as_deref(), args.hidden)?;
     trm_backend::dispatch(backend, device, ArJob { args, cfg })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ar_config_from_a_train_ar_run_config_and_capacities_round_trip() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ar/addition.toml");
+        let cfg = load_ar_config(Some(path.to_str().unwrap()), None).unwrap();
+        assert_eq!((cfg.hidden_size, cfg.n_cycles, cfg.k_max), (64, 1, 3));
+        assert_eq!(cfg.kv_source, trm_model::ar::KvSource::Embedding);
+        assert_eq!(load_ar_config(Some(path.to_str().unwrap()), Some(32)).unwrap().hidden_size, 32);
+        assert_eq!(load_ar_config(None, None).unwrap(), ArTrmConfig::default());
+        for c in [CacheCapacity::Shared, CacheCapacity::Tight] {
+            assert_eq!(c.to_string().parse::<CacheCapacity>().unwrap(), c);
+        }
+        assert!("wide".parse::<CacheCapacity>().is_err());
+    }
 }

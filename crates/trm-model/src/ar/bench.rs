@@ -44,6 +44,26 @@ pub enum CacheCapacity {
     Tight,
 }
 
+impl std::fmt::Display for CacheCapacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheCapacity::Shared => "shared",
+            CacheCapacity::Tight => "tight",
+        })
+    }
+}
+
+impl std::str::FromStr for CacheCapacity {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "shared" => Ok(CacheCapacity::Shared),
+            "tight" => Ok(CacheCapacity::Tight),
+            _ => Err(ModelError::Config(format!("cache capacity {s:?}: expected shared or tight"))),
+        }
+    }
+}
+
 /// What a decoding sweep runs.
 #[derive(Debug, Clone)]
 pub struct ArBenchSpec {

@@ -31,7 +31,7 @@ pub use baseline::{ArBaseline, ArBaselineConfig};
 pub use cache::KvCache;
 pub use decode::{commit_states, decode_position, generate, generate_until, CommitPass, Generation, StepPolicy};
 pub use model::{ArState, ArStepOutput, ArTrm, NetContext};
-pub use train::{ar_step_loss, ar_train_losses, ArStepLoss};
+pub use train::{ar_step_loss, ar_train_losses, scored_lm_loss, ArStepLoss, ScoredLm};
 
 use serde::{Deserialize, Serialize};
 

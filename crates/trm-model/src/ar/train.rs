@@ -14,7 +14,7 @@
 //!    logit against "this token's prediction is right".
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{Bool, ElementConversion, Int, Tensor};
 
 use super::attention::strict_causal_mask;
 use super::decode::{commit_states, StepPolicy};
@@ -37,22 +37,44 @@ pub struct ArStepLoss<B: Backend> {
     pub scored: usize,
 }
 
-/// The loss of one step's heads against `labels` [B, L] (IGNORE_LABEL_ID = not scored).
-pub fn ar_step_loss<B: Backend>(out: &ArStepOutput<B>, labels: Tensor<B, 2, Int>) -> ArStepLoss<B> {
-    let [b, l, _] = out.logits.dims();
+/// The LM part of a loss against `labels` [B, L] (IGNORE_LABEL_ID = not scored): mean
+/// softmax cross-entropy over the scored tokens, and which of them the argmax gets right.
+#[derive(Debug, Clone)]
+pub struct ScoredLm<B: Backend> {
+    /// Mean token cross-entropy over scored tokens.
+    pub lm: Tensor<B, 1>,
+    /// [B, L]: scored and predicted right.
+    pub right: Tensor<B, 2, Bool>,
+    /// [B, L]: scored.
+    pub valid: Tensor<B, 2, Bool>,
+    /// Scored tokens predicted right.
+    pub correct: usize,
+    /// Scored tokens.
+    pub scored: usize,
+}
+
+/// [`ScoredLm`] of next-token `logits` [B, L, V] (AR-TRM's heads or a baseline's output).
+pub fn scored_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: Tensor<B, 2, Int>) -> ScoredLm<B> {
+    let [b, l, _] = logits.dims();
     let valid = labels.clone().not_equal_elem(IGNORE_LABEL_ID);
-    let preds = out.logits.clone().detach().argmax(2).reshape([b, l]);
+    let preds = logits.clone().detach().argmax(2).reshape([b, l]);
     let right = preds.equal(labels.clone()).bool_and(valid.clone());
     let scored = valid.clone().int().sum().into_scalar().elem::<i64>() as usize;
     let correct = right.clone().int().sum().into_scalar().elem::<i64>() as usize;
-    let denom = scored.max(1) as f64;
+    let lm = token_cross_entropy(logits, labels, LossType::SoftmaxCrossEntropy).sum().div_scalar(scored.max(1) as f64);
+    ScoredLm { lm, right, valid, correct, scored }
+}
+
+/// The loss of one step's heads against `labels` [B, L] (IGNORE_LABEL_ID = not scored).
+pub fn ar_step_loss<B: Backend>(out: &ArStepOutput<B>, labels: Tensor<B, 2, Int>) -> ArStepLoss<B> {
+    let [b, l, _] = out.logits.dims();
     let dtype = out.logits.dtype();
-    let lm = token_cross_entropy(out.logits.clone(), labels, LossType::SoftmaxCrossEntropy).sum().div_scalar(denom);
+    let ScoredLm { lm, right, valid, correct, scored } = scored_lm_loss(out.logits.clone(), labels);
     let target = right.float().cast(dtype).reshape([b * l]);
     let halt = bce_with_logits(out.halt.clone().reshape([b * l]), target)
         .mask_fill(valid.bool_not().reshape([b * l]), 0.0)
         .sum()
-        .div_scalar(denom);
+        .div_scalar(scored.max(1) as f64);
     ArStepLoss { total: lm.clone() + halt.clone().mul_scalar(0.5), lm, halt, correct, scored }
 }
 

@@ -16,14 +16,13 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor};
 use serde::Serialize;
-use trm_data::ar_tasks::{batch, ArSample, Split};
-use trm_model::ar::{ar_train_losses, ArBaseline, ArTrm, StepPolicy};
-use trm_model::loss::{token_cross_entropy, LossType, IGNORE_LABEL_ID};
+use trm_data::ar_tasks::{ArSample, Split};
+use trm_model::ar::{ar_train_losses, scored_lm_loss, ArBaseline, ArTrm, StepPolicy};
 
 use super::config::{ArModelKind, ArRunConfig, CommitPolicy};
-use super::eval::{evaluate_ar, ArEvalResult, ArPredict};
+use super::eval::{evaluate_ar, int_tensor, padded_batch, ArEvalResult, ArPredict};
 use crate::ema::ema_update;
 use crate::error::TrainError;
 use crate::optim::{lr_factor, module_from_bytes, module_to_bytes, AdamAtan2};
@@ -65,15 +64,8 @@ impl<B: AutodiffBackend> ArLearner<B> for ArBaseline<B> {
         labels: Tensor<B, 2, Int>,
         _: &ArRunConfig,
     ) -> (Tensor<B, 1>, usize, usize) {
-        let logits = self.forward(inputs);
-        let [b, l, _] = logits.dims();
-        let valid = labels.clone().not_equal_elem(IGNORE_LABEL_ID);
-        let right = logits.clone().detach().argmax(2).reshape([b, l]).equal(labels.clone()).bool_and(valid.clone());
-        let scored = valid.int().sum().into_scalar().elem::<i64>() as usize;
-        let correct = right.int().sum().into_scalar().elem::<i64>() as usize;
-        let loss =
-            token_cross_entropy(logits, labels, LossType::SoftmaxCrossEntropy).sum().div_scalar(scored.max(1) as f64);
-        (loss, correct, scored)
+        let s = scored_lm_loss(self.forward(inputs), labels);
+        (s.lm, s.correct, s.scored)
     }
 }
 
@@ -128,9 +120,8 @@ pub fn train_ar<B: AutodiffBackend>(
 }
 
 fn tensors<B: Backend>(samples: &[ArSample], device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
-    let len = samples.iter().map(|s| s.tokens.len() - 1).max().unwrap_or(1);
-    let (inputs, labels) = batch(samples, len);
-    let t = |v: Vec<i64>| Tensor::from_data(TensorData::new(v, [samples.len(), len]), device);
+    let (len, inputs, labels) = padded_batch(samples);
+    let t = |v: Vec<i64>| int_tensor(v, samples.len(), len, device);
     (t(inputs), t(labels))
 }
 

@@ -64,13 +64,9 @@ impl<B: Backend> ArPredict<B> for ArTrm<B> {
                 let steps: Vec<usize> =
                     (0..n).map(|i| (0..k).find(|&s| halts[s][i] > 0.0).map_or(k, |s| s + 1)).collect();
                 let adaptive = (0..n).map(|i| per_k[steps[i] - 1][i]).collect();
+                let fixed = per_k[k - 1].clone();
                 vec![
-                    ModePredictions {
-                        mode: "fixed",
-                        preds: per_k[k - 1].clone(),
-                        steps: vec![k; n],
-                        per_k: per_k.clone(),
-                    },
+                    ModePredictions { mode: "fixed", preds: fixed, steps: vec![k; n], per_k },
                     ModePredictions { mode: "adaptive", preds: adaptive, steps, per_k: Vec::new() },
                 ]
             }
@@ -140,6 +136,23 @@ struct Tally {
     exact_at_k: Vec<usize>,
 }
 
+/// Inputs and labels of `samples`, row-major, padded to the longest: (len, inputs, labels).
+pub(crate) fn padded_batch(samples: &[ArSample]) -> (usize, Vec<i64>, Vec<i64>) {
+    let len = samples.iter().map(|s| s.tokens.len() - 1).max().unwrap_or(1);
+    let (inputs, labels) = batch(samples, len);
+    (len, inputs, labels)
+}
+
+/// A [rows, len] int tensor of row-major `values`.
+pub(crate) fn int_tensor<B: Backend>(
+    values: Vec<i64>,
+    rows: usize,
+    len: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    Tensor::from_data(TensorData::new(values, [rows, len]), device)
+}
+
 /// Pearson correlation; None when either side is constant or there are under 2 points.
 pub fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
     let n = pairs.len() as f64;
@@ -166,10 +179,8 @@ pub fn evaluate_ar<B: Backend, M: ArPredict<B>>(
 ) -> Vec<ArEvalResult> {
     let mut tallies: Vec<(&'static str, Tally)> = Vec::new();
     for chunk in samples.chunks(batch_size.max(1)) {
-        let len = chunk.iter().map(|s| s.tokens.len() - 1).max().unwrap_or(1);
-        let (inputs, labels) = batch(chunk, len);
-        let t = Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [chunk.len(), len]), device);
-        for m in model.predict(t) {
+        let (len, inputs, labels) = padded_batch(chunk);
+        for m in model.predict(int_tensor(inputs, chunk.len(), len, device)) {
             let idx = match tallies.iter().position(|(mode, _)| *mode == m.mode) {
                 Some(i) => i,
                 None => {
