@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -15,7 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use trm_model::attention::{Attention, Rope};
 use trm_model::bench::{bench_train_step, BenchSpec};
 use trm_model::block::Block;
-use trm_model::layers::{fast_silu, SwiGlu};
+use trm_model::kernels;
+use trm_model::layers::SwiGlu;
 use trm_model::TrmConfig;
 
 type Cpu = NdArray<f32>;
@@ -73,10 +73,42 @@ fn benches(c: &mut Criterion) {
         b.iter(|| std::hint::black_box(mixer.forward(xt.clone())))
     });
 
-    // SiLU on a gate-sized tensor ([32, 97, 512], D=128): burn's default vs ours (inner backend).
-    let g = Tensor::<Cpu, 3>::random([32, att.full_seq_len(), 512], Distribution::Normal(0.0, 2.0), &device);
-    c.bench_function(&format!("{BACKEND}/silu_burn"), |b| b.iter(|| std::hint::black_box(silu(g.clone()))));
-    c.bench_function(&format!("{BACKEND}/silu_fast"), |b| b.iter(|| std::hint::black_box(fast_silu(g.clone()))));
+    // Each fused CPU kernel against the Burn composition it replaces, forward and backward on
+    // Autodiff<NdArray> at the block's shapes (D=128, batch 8): same run, so the ratio holds.
+    let (s, d, heads) = (att.full_seq_len(), att.hidden_size, att.num_heads);
+    let qkv = [0, 1, 2].map(|_| Tensor::<Ad, 3>::random([BATCH, s, d], Distribution::Normal(0.0, 1.0), &device));
+    let gu = [0, 1].map(|_| Tensor::<Ad, 3>::random([BATCH, s, 512], Distribution::Normal(0.0, 2.0), &device));
+    let w = Tensor::<Ad, 2>::random([d, 512], Distribution::Normal(0.0, 0.1), &device).require_grad();
+    for (variant, fused) in [("fused", true), ("reference", false)] {
+        fwd_bwd(c, &format!("{BACKEND}/attention_core_fwd_bwd/{variant}"), &qkv, |[q, k, v]| {
+            if fused {
+                kernels::rope_attention(q, k, v, heads, Some(&rope))
+            } else {
+                kernels::rope_attention_reference(q, k, v, heads, Some(&rope))
+            }
+        });
+        fwd_bwd(c, &format!("{BACKEND}/linear_fwd_bwd/{variant}"), &[qkv[0].clone()], |[x]| {
+            if fused {
+                kernels::linear(x, w.clone(), None)
+            } else {
+                burn::tensor::module::linear(x, w.clone(), None)
+            }
+        });
+        fwd_bwd(c, &format!("{BACKEND}/rms_norm_fwd_bwd/{variant}"), &[qkv[0].clone()], |[x]| {
+            if fused {
+                kernels::rms_norm(x, 1e-5)
+            } else {
+                kernels::rms_norm_reference(x, 1e-5)
+            }
+        });
+        fwd_bwd(c, &format!("{BACKEND}/silu_mul_fwd_bwd/{variant}"), &gu, |[g, u]| {
+            if fused {
+                kernels::silu_mul(g, u)
+            } else {
+                kernels::silu_mul_reference(g, u)
+            }
+        });
+    }
 
     // The full training step (loss, backward, AdamW) with the model built outside the timing.
     c.bench_function(&format!("{BACKEND}/supervision_step"), |b| {
@@ -90,6 +122,21 @@ fn benches(c: &mut Criterion) {
             };
             let r = bench_train_step::<Ad>(&spec, BATCH, &device);
             Duration::from_secs_f64(r.median_s * iters as f64)
+        })
+    });
+}
+
+/// Times f on fresh leaves made from `inputs`, then the backward of the mean square.
+fn fwd_bwd<const N: usize>(
+    c: &mut Criterion,
+    name: &str,
+    inputs: &[Tensor<Ad, 3>; N],
+    f: impl Fn([Tensor<Ad, 3>; N]) -> Tensor<Ad, 3>,
+) {
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let leaves = inputs.clone().map(|t| t.require_grad());
+            std::hint::black_box(f(leaves).powi_scalar(2).mean().backward())
         })
     });
 }

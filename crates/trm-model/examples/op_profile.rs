@@ -52,6 +52,8 @@ fn main() {
     time("linear inner->D", 2.0 * tokens * (d * inner) as f64, || mlp.down.forward(xi.clone()));
     time("silu [B,S,inner]", 0.0, || fast_silu(xi.clone()));
     time("mul [B,S,inner]", 0.0, || xi.clone() * xi.clone());
+    time("fused silu_mul [B,S,inner]", 0.0, || trm_model::kernels::silu_mul(xi.clone(), xi.clone()));
+    time("reference silu_mul", 0.0, || trm_model::kernels::silu_mul_reference(xi.clone(), xi.clone()));
     time("swiglu", 6.0 * tokens * (d * inner) as f64, || mlp.forward(x.clone()));
     time("rms_norm [B,S,D]", 0.0, || rms_norm(x.clone(), 1e-5));
     time("add [B,S,D]", 0.0, || x.clone() + x.clone());
@@ -81,4 +83,15 @@ fn main() {
     let k3 = q3.clone().swap_dims(1, 2);
     time("  q k^T 3d", att_flop / 2.0, || q3.clone().matmul(k3.clone()));
     time("attention module", 8.0 * tokens * (d * d) as f64 + att_flop, || att.forward(x.clone(), Some(&rope)));
+    time("fused rope_attention", att_flop, || {
+        trm_model::kernels::rope_attention(x.clone(), x.clone(), x.clone(), heads, Some(&rope))
+    });
+    time("reference rope_attention", att_flop, || {
+        trm_model::kernels::rope_attention_reference(x.clone(), x.clone(), x.clone(), heads, Some(&rope))
+    });
+    let config =
+        trm_model::config::TrmConfig { hidden_size: d, num_heads: heads, ..trm_model::config::TrmConfig::sudoku_att() };
+    let block = trm_model::block::Block::<B>::new(&config, &mut rng, &dev);
+    let block_flop = 8.0 * tokens * (d * d) as f64 + att_flop + 6.0 * tokens * (d * inner) as f64;
+    time("block (attention + SwiGLU)", block_flop, || block.forward(x.clone(), Some(&rope)));
 }

@@ -3,7 +3,6 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
@@ -107,27 +106,14 @@ impl<B: Backend> Attention<B> {
         self.num_heads
     }
 
-    /// Splits [B, S, H*hd] into [B, H, S, hd].
-    fn heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
-        let [b, s, _] = x.dims();
-        x.reshape([b, s, self.num_heads, self.head_dim]).swap_dims(1, 2)
-    }
-
     /// Attends over the whole sequence (non-causal, no mask: PAD positions are attended to, as
-    /// in the official code). `h`: [B, S, D].
+    /// in the official code). `h`: [B, S, D]. The core runs in [`crate::kernels::rope_attention`]
+    /// (fused on the CPU backend).
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
-        let [b, s, _] = h.dims();
-        let mut q = self.heads(self.q.forward(h.clone()));
-        let mut k = self.heads(self.k.forward(h.clone()));
-        let v = self.heads(self.v.forward(h));
-        if let Some(rope) = rope {
-            q = rope.apply(q);
-            k = rope.apply(k);
-        }
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let out = burn::tensor::module::attention(q, k, v, None, None, options);
-        let out = out.swap_dims(1, 2).reshape([b, s, self.num_heads * self.head_dim]);
-        self.o.forward(out)
+        let q = self.q.forward(h.clone());
+        let k = self.k.forward(h.clone());
+        let v = self.v.forward(h);
+        self.o.forward(crate::kernels::rope_attention(q, k, v, self.num_heads, rope))
     }
 }
 

@@ -107,16 +107,18 @@ impl<B: Backend> Linear<B> {
         }
     }
 
-    /// Applies the map over the last dimension.
+    /// Applies the map over the last dimension ([`crate::kernels::linear`]: one GEMM over the
+    /// flattened leading dimensions on the CPU backend).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        burn::tensor::module::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        crate::kernels::linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
     }
 }
 
 /// Parameter-free RMSNorm over the last dimension: x / sqrt(mean(x^2) + eps).
+///
+/// Fused on the CPU backend ([`crate::kernels::rms_norm`]).
 pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
-    let inv = x.clone().powi_scalar(2).mean_dim(D - 1).add_scalar(eps).sqrt().recip();
-    x * inv
+    crate::kernels::rms_norm(x, eps)
 }
 
 /// SiLU `x·sigmoid(x)`. Without autodiff it is computed as `x / (1 + exp(-x))`: 4 passes
@@ -162,8 +164,8 @@ impl<B: Backend> SwiGlu<B> {
 
     /// Applies the MLP over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let gate = fast_silu(self.gate.forward(x.clone()));
-        self.down.forward(gate * self.up.forward(x))
+        let gate = self.gate.forward(x.clone());
+        self.down.forward(crate::kernels::silu_mul(gate, self.up.forward(x)))
     }
 }
 

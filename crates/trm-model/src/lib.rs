@@ -40,6 +40,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod inference;
+pub mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod model;

@@ -1,0 +1,344 @@
+//! Fused RoPE + softmax attention in float32 on the CPU, forward and backward, over the
+//! [B, S, H, hd] layout the q/k/v projections produce (no head transposes).
+//!
+//! Per batch item (one rayon task each) and head: scores = scale·q kᵀ with one GEMM into a
+//! reused [S, S] buffer, a row softmax in place (max, exp, sum, divide: one pass over the
+//! row in cache), then out = P v with one GEMM written straight into the output layout.
+//! The backward recomputes P from the saved row log-sum-exp (as flash attention does) instead
+//! of keeping the [B, H, S, S] probabilities, so training memory per call is four [B, S, D]
+//! buffers.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView3, ArrayViewMut3};
+use rayon::prelude::*;
+
+use super::fast_math;
+
+/// Shape of q, k, v and the output: [b, s, h, d].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub b: usize,
+    pub s: usize,
+    pub h: usize,
+    pub d: usize,
+}
+
+impl Dims {
+    /// Elements of one batch item.
+    fn item(&self) -> usize {
+        self.s * self.h * self.d
+    }
+
+    pub fn len(&self) -> usize {
+        self.b * self.item()
+    }
+
+    fn scale(&self) -> f32 {
+        // Burn's and torch's default: 1/sqrt(head_dim), computed in f64 then rounded.
+        (1.0 / (self.d as f64).sqrt()) as f32
+    }
+}
+
+/// RoPE tables, row-major [positions >= s, d], in the `rotate_half` pairing (i, i + d/2).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RopeTables<'a> {
+    pub cos: &'a [f32],
+    pub sin: &'a [f32],
+}
+
+/// What the backward needs: the rotated q and k, v, and the log-sum-exp of every score row.
+#[derive(Clone, Debug)]
+pub(crate) struct Saved {
+    pub q_rot: Vec<f32>,
+    pub k_rot: Vec<f32>,
+    pub v: Vec<f32>,
+    /// [b, h, s].
+    pub lse: Vec<f32>,
+}
+
+/// Rotates every head of one [s, h, d] item in place: x·cos + rotate_half(x)·sin.
+fn rope_item(x: &mut [f32], dims: Dims, rope: RopeTables<'_>) {
+    let (d, half) = (dims.d, dims.d / 2);
+    for (pos, row) in x.chunks_exact_mut(dims.h * d).enumerate() {
+        let cos = &rope.cos[pos * d..(pos + 1) * d];
+        let sin = &rope.sin[pos * d..(pos + 1) * d];
+        for head in row.chunks_exact_mut(d) {
+            let (x1, x2) = head.split_at_mut(half);
+            for i in 0..half {
+                let (a, b) = (x1[i], x2[i]);
+                x1[i] = a * cos[i] + -b * sin[i];
+                x2[i] = b * cos[i + half] + a * sin[i + half];
+            }
+        }
+    }
+}
+
+/// The transpose of [`rope_item`]: maps a gradient with respect to the rotated values back to
+/// the values before rotation.
+fn rope_item_transposed(g: &mut [f32], dims: Dims, rope: RopeTables<'_>) {
+    let (d, half) = (dims.d, dims.d / 2);
+    for (pos, row) in g.chunks_exact_mut(dims.h * d).enumerate() {
+        let cos = &rope.cos[pos * d..(pos + 1) * d];
+        let sin = &rope.sin[pos * d..(pos + 1) * d];
+        for head in row.chunks_exact_mut(d) {
+            let (g1, g2) = head.split_at_mut(half);
+            for i in 0..half {
+                let (a, b) = (g1[i], g2[i]);
+                g1[i] = a * cos[i] + b * sin[i + half];
+                g2[i] = b * cos[i + half] - a * sin[i];
+            }
+        }
+    }
+}
+
+/// `x` with RoPE applied (a copy; `x` itself when there is no RoPE).
+fn rotated(x: &[f32], dims: Dims, rope: Option<RopeTables<'_>>) -> Vec<f32> {
+    let mut out = x.to_vec();
+    if let Some(rope) = rope {
+        out.par_chunks_mut(dims.item()).for_each(|item| rope_item(item, dims, rope));
+    }
+    out
+}
+
+fn item_view(x: &[f32], dims: Dims) -> ArrayView3<'_, f32> {
+    ArrayView3::from_shape((dims.s, dims.h, dims.d), x).expect("an item is s·h·d long")
+}
+
+fn item_view_mut(x: &mut [f32], dims: Dims) -> ArrayViewMut3<'_, f32> {
+    ArrayViewMut3::from_shape((dims.s, dims.h, dims.d), x).expect("an item is s·h·d long")
+}
+
+/// softmax(scale·q kᵀ) v with RoPE on q and k. Returns the output [b, s, h, d] and, when
+/// `save` is set, what [`backward`] needs.
+pub(crate) fn forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dims: Dims,
+    rope: Option<RopeTables<'_>>,
+    save: bool,
+) -> (Vec<f32>, Option<Saved>) {
+    let q_rot = rotated(q, dims, rope);
+    let k_rot = rotated(k, dims, rope);
+    let mut out = vec![0.0f32; dims.len()];
+    let mut lse = vec![0.0f32; dims.b * dims.h * dims.s];
+    let scale = dims.scale();
+    out.par_chunks_mut(dims.item()).zip(lse.par_chunks_mut(dims.h * dims.s)).enumerate().for_each(|(b, (out, lse))| {
+        let range = b * dims.item()..(b + 1) * dims.item();
+        let (qi, ki, vi) = (
+            item_view(&q_rot[range.clone()], dims),
+            item_view(&k_rot[range.clone()], dims),
+            item_view(&v[range], dims),
+        );
+        let mut out = item_view_mut(out, dims);
+        let mut p = Array2::<f32>::zeros((dims.s, dims.s));
+        for h in 0..dims.h {
+            let (qh, kh, vh) = (qi.slice(s![.., h, ..]), ki.slice(s![.., h, ..]), vi.slice(s![.., h, ..]));
+            general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut p);
+            for (row, lse) in p.rows_mut().into_iter().zip(&mut lse[h * dims.s..(h + 1) * dims.s]) {
+                let row = row.into_slice().expect("a fresh [s, s] array is standard layout");
+                *lse = softmax_in_place(row);
+            }
+            general_mat_mul(1.0, &p, &vh, 0.0, &mut out.slice_mut(s![.., h, ..]));
+        }
+    });
+    let saved = save.then(|| Saved { q_rot, k_rot, v: v.to_vec(), lse });
+    (out, saved)
+}
+
+/// Replaces `row` by its softmax; returns its log-sum-exp.
+fn softmax_in_place(row: &mut [f32]) -> f32 {
+    let max = fast_math::max(row);
+    row.iter_mut().for_each(|x| *x = fast_math::exp(*x - max));
+    let sum = fast_math::sum(row);
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+    max + sum.ln()
+}
+
+/// Gradients of q, k and v (before RoPE) given the output gradient `dout` [b, s, h, d].
+pub(crate) fn backward(
+    saved: &Saved,
+    dout: &[f32],
+    dims: Dims,
+    rope: Option<RopeTables<'_>>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = dims.len();
+    let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let scale = dims.scale();
+    dq.par_chunks_mut(dims.item())
+        .zip(dk.par_chunks_mut(dims.item()))
+        .zip(dv.par_chunks_mut(dims.item()))
+        .enumerate()
+        .for_each(|(b, ((dq, dk), dv))| {
+            let range = b * dims.item()..(b + 1) * dims.item();
+            let qi = item_view(&saved.q_rot[range.clone()], dims);
+            let ki = item_view(&saved.k_rot[range.clone()], dims);
+            let vi = item_view(&saved.v[range.clone()], dims);
+            let doi = item_view(&dout[range], dims);
+            let lse = &saved.lse[b * dims.h * dims.s..(b + 1) * dims.h * dims.s];
+            {
+                let (mut dqi, mut dki, mut dvi) =
+                    (item_view_mut(dq, dims), item_view_mut(dk, dims), item_view_mut(dv, dims));
+                let mut p = Array2::<f32>::zeros((dims.s, dims.s));
+                let mut dp = Array2::<f32>::zeros((dims.s, dims.s));
+                for h in 0..dims.h {
+                    let (qh, kh, vh, doh) = (
+                        qi.slice(s![.., h, ..]),
+                        ki.slice(s![.., h, ..]),
+                        vi.slice(s![.., h, ..]),
+                        doi.slice(s![.., h, ..]),
+                    );
+                    // P from the saved log-sum-exp.
+                    general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut p);
+                    for (mut row, lse) in p.rows_mut().into_iter().zip(&lse[h * dims.s..(h + 1) * dims.s]) {
+                        row.mapv_inplace(|x| fast_math::exp(x - lse));
+                    }
+                    general_mat_mul(1.0, &p.t(), &doh, 0.0, &mut dvi.slice_mut(s![.., h, ..]));
+                    general_mat_mul(1.0, &doh, &vh.t(), 0.0, &mut dp);
+                    // dS = P ∘ (dP − rowsum(P ∘ dP)), with the score scale folded in.
+                    for (p_row, mut dp_row) in p.rows().into_iter().zip(dp.rows_mut()) {
+                        let dot = fast_math::dot(
+                            p_row.as_slice().expect("rows of a fresh [s, s] array are contiguous"),
+                            dp_row.as_slice().expect("rows of a fresh [s, s] array are contiguous"),
+                        );
+                        dp_row.zip_mut_with(&p_row, |g, &p| *g = p * (*g - dot) * scale);
+                    }
+                    general_mat_mul(1.0, &dp, &kh, 0.0, &mut dqi.slice_mut(s![.., h, ..]));
+                    general_mat_mul(1.0, &dp.t(), &qh, 0.0, &mut dki.slice_mut(s![.., h, ..]));
+                }
+            }
+            if let Some(rope) = rope {
+                rope_item_transposed(dq, dims, rope);
+                rope_item_transposed(dk, dims, rope);
+            }
+        });
+    (dq, dk, dv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-scale, scale).
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    fn tables(positions: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = d / 2;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for p in 0..positions {
+            for i in 0..d {
+                let angle = p as f64 / 10000f64.powf((2 * (i % half)) as f64 / d as f64);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        (cos, sin)
+    }
+
+    /// Attention in f64 straight from the definition, with RoPE as x·cos + rotate_half(x)·sin.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], dims: Dims, rope: Option<RopeTables<'_>>) -> Vec<f64> {
+        let Dims { b, s, h, d } = dims;
+        let at = |x: &[f32], bi: usize, si: usize, hi: usize, di: usize| x[((bi * s + si) * h + hi) * d + di] as f64;
+        let rot = |x: &[f32], bi, si, hi, di: usize| -> f64 {
+            let Some(r) = rope else { return at(x, bi, si, hi, di) };
+            let half = d / 2;
+            let partner = if di < half { -at(x, bi, si, hi, di + half) } else { at(x, bi, si, hi, di - half) };
+            at(x, bi, si, hi, di) * r.cos[si * d + di] as f64 + partner * r.sin[si * d + di] as f64
+        };
+        let mut out = vec![0.0; dims.len()];
+        for bi in 0..b {
+            for hi in 0..h {
+                for i in 0..s {
+                    let scores: Vec<f64> = (0..s)
+                        .map(|j| {
+                            (0..d).map(|c| rot(q, bi, i, hi, c) * rot(k, bi, j, hi, c)).sum::<f64>() / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for c in 0..d {
+                        out[((bi * s + i) * h + hi) * d + c] = (0..s).map(|j| e[j] / total * at(v, bi, j, hi, c)).sum();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn close(got: &[f32], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((*g as f64 - w).abs() <= tol * (1.0 + w.abs()), "element {i}: got {g}, want {w}");
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_definition_with_and_without_rope() {
+        let dims = Dims { b: 2, s: 7, h: 3, d: 8 };
+        let (q, k, v) = (values(dims.len(), 1, 2.0), values(dims.len(), 2, 2.0), values(dims.len(), 3, 1.0));
+        let (cos, sin) = tables(9, dims.d);
+        for rope in [None, Some(RopeTables { cos: &cos, sin: &sin })] {
+            let (out, saved) = forward(&q, &k, &v, dims, rope, true);
+            close(&out, &naive(&q, &k, &v, dims, rope), 1e-5);
+            assert_eq!(saved.map(|s| s.lse.len()), Some(dims.b * dims.h * dims.s));
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_of_the_definition() {
+        let dims = Dims { b: 2, s: 5, h: 2, d: 4 };
+        let (q, k, v) = (values(dims.len(), 4, 1.5), values(dims.len(), 5, 1.5), values(dims.len(), 6, 1.0));
+        let w = values(dims.len(), 7, 1.0); // loss = Σ w · out
+        let (cos, sin) = tables(dims.s, dims.d);
+        for rope in [None, Some(RopeTables { cos: &cos, sin: &sin })] {
+            let (_, saved) = forward(&q, &k, &v, dims, rope, true);
+            let saved = saved.expect("asked to save");
+            let (dq, dk, dv) = backward(&saved, &w, dims, rope);
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
+                naive(q, k, v, dims, rope).iter().zip(&w).map(|(o, w)| o * *w as f64).sum()
+            };
+            for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
+                for i in (0..dims.len()).step_by(3) {
+                    let eps = 1e-2f32;
+                    let mut inputs = [q.clone(), k.clone(), v.clone()];
+                    inputs[which][i] += eps;
+                    let up = loss(&inputs[0], &inputs[1], &inputs[2]);
+                    inputs[which][i] -= 2.0 * eps;
+                    let down = loss(&inputs[0], &inputs[1], &inputs[2]);
+                    let numeric = (up - down) / (2.0 * eps as f64);
+                    let analytic = grad[i] as f64;
+                    assert!(
+                        (numeric - analytic).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                        "input {which} element {i} (rope {}): numeric {numeric}, analytic {analytic}",
+                        rope.is_some()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rope_transpose_is_the_adjoint_of_rope() {
+        // <R x, g> = <x, Rᵀ g> for any x, g.
+        let dims = Dims { b: 1, s: 6, h: 2, d: 6 };
+        let (cos, sin) = tables(dims.s, dims.d);
+        let rope = RopeTables { cos: &cos, sin: &sin };
+        let (x, g) = (values(dims.len(), 8, 1.0), values(dims.len(), 9, 1.0));
+        let (mut rx, mut rtg) = (x.clone(), g.clone());
+        rope_item(&mut rx, dims, rope);
+        rope_item_transposed(&mut rtg, dims, rope);
+        let lhs: f64 = rx.iter().zip(&g).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        let rhs: f64 = x.iter().zip(&rtg).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        assert!((lhs - rhs).abs() < 1e-5 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+    }
+}

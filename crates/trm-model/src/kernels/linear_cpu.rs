@@ -1,0 +1,108 @@
+//! Linear map y = x·W + b in float32 on the CPU over the flattened leading dimensions, with
+//! its backward. Burn's `linear` on [B, S, D] broadcasts W into a batched matmul (B small
+//! GEMMs that each repack W, and in the backward a [B, D, D_out] weight gradient summed
+//! afterwards) and burn-ndarray copies on every reshape; here each product is one GEMM over
+//! [B·S, D] views of the same buffers.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Rows (product of the leading dimensions), input width, output width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+fn view(x: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), x).expect("buffer length matches its dims")
+}
+
+fn view_mut(x: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), x).expect("buffer length matches its dims")
+}
+
+/// x·W (+ b): x is [rows, d_in], W [d_in, d_out], b [d_out].
+pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> Vec<f32> {
+    let mut out = vec![0.0f32; dims.rows * dims.d_out];
+    // As Burn does: the product first, then the bias added to it (C = 1·x·W + 1·b).
+    let beta = match bias {
+        Some(b) => {
+            out.chunks_exact_mut(dims.d_out).for_each(|row| row.copy_from_slice(b));
+            1.0
+        }
+        None => 0.0,
+    };
+    general_mat_mul(
+        1.0,
+        &view(x, dims.rows, dims.d_in),
+        &view(w, dims.d_in, dims.d_out),
+        beta,
+        &mut view_mut(&mut out, dims.rows, dims.d_out),
+    );
+    out
+}
+
+/// dx = dy·Wᵀ.
+pub(crate) fn grad_x(w: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
+    let mut dx = vec![0.0f32; dims.rows * dims.d_in];
+    let w = view(w, dims.d_in, dims.d_out);
+    general_mat_mul(1.0, &view(dy, dims.rows, dims.d_out), &w.t(), 0.0, &mut view_mut(&mut dx, dims.rows, dims.d_in));
+    dx
+}
+
+/// dW = xᵀ·dy.
+pub(crate) fn grad_w(x: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
+    let mut dw = vec![0.0f32; dims.d_in * dims.d_out];
+    let x = view(x, dims.rows, dims.d_in);
+    general_mat_mul(1.0, &x.t(), &view(dy, dims.rows, dims.d_out), 0.0, &mut view_mut(&mut dw, dims.d_in, dims.d_out));
+    dw
+}
+
+/// db = column sums of dy.
+pub(crate) fn grad_b(dy: &[f32], dims: Dims) -> Vec<f32> {
+    let mut db = vec![0.0f32; dims.d_out];
+    for row in dy.chunks_exact(dims.d_out) {
+        db.iter_mut().zip(row).for_each(|(acc, g)| *acc += g);
+    }
+    db
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0).collect()
+    }
+
+    #[test]
+    fn forward_and_gradients_match_the_definition() {
+        let dims = Dims { rows: 13, d_in: 9, d_out: 5 };
+        let (x, w, b, dy) = (values(13 * 9, 1), values(9 * 5, 2), values(5, 3), values(13 * 5, 4));
+        let at = |m: &[f32], cols: usize, r: usize, c: usize| m[r * cols + c] as f64;
+        let y = forward(&x, &w, Some(&b), dims);
+        let (dx, dw, db) = (grad_x(&w, &dy, dims), grad_w(&x, &dy, dims), grad_b(&dy, dims));
+        let close =
+            |got: f32, want: f64| assert!((got as f64 - want).abs() < 1e-5 * (1.0 + want.abs()), "{got} vs {want}");
+        for r in 0..dims.rows {
+            for o in 0..dims.d_out {
+                close(y[r * 5 + o], (0..9).map(|i| at(&x, 9, r, i) * at(&w, 5, i, o)).sum::<f64>() + b[o] as f64);
+            }
+            for i in 0..dims.d_in {
+                close(dx[r * 9 + i], (0..5).map(|o| at(&dy, 5, r, o) * at(&w, 5, i, o)).sum());
+            }
+        }
+        for i in 0..dims.d_in {
+            for o in 0..dims.d_out {
+                close(dw[i * 5 + o], (0..13).map(|r| at(&x, 9, r, i) * at(&dy, 5, r, o)).sum());
+            }
+        }
+        for (o, &got) in db.iter().enumerate() {
+            close(got, (0..13).map(|r| at(&dy, 5, r, o)).sum());
+        }
+        let no_bias = forward(&x, &w, None, dims);
+        close(no_bias[7], y[7] as f64 - b[2] as f64);
+    }
+}

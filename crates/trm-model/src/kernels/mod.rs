@@ -1,0 +1,313 @@
+//! Fused CPU kernels behind the generic model code.
+//!
+//! The model is generic over Burn's `Backend`; these functions are too. On burn-ndarray in
+//! float32 (`NdArray<f32>` and `Autodiff<NdArray<f32>>`, the CPU backends of `trm-backend`)
+//! they run a fused kernel with its own backward; on every other backend, dtype or
+//! autodiff checkpointing strategy they run the composition of Burn ops they replace
+//! (`*_reference`), which is also what the tests compare the kernels against. The choice is
+//! made by `TypeId`, so no trait beyond `Backend` is asked of callers. Build without the
+//! `cpu-kernels` feature to always take the reference path.
+
+#[cfg(feature = "cpu-kernels")]
+mod attention_cpu;
+#[cfg(feature = "cpu-kernels")]
+mod fast_math;
+#[cfg(feature = "cpu-kernels")]
+mod linear_cpu;
+#[cfg(feature = "cpu-kernels")]
+mod ndarray_glue;
+#[cfg(feature = "cpu-kernels")]
+mod rms_norm_cpu;
+#[cfg(feature = "cpu-kernels")]
+mod swiglu_cpu;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Tensor;
+
+use crate::attention::Rope;
+use crate::layers::fast_silu;
+
+/// Non-causal softmax attention with optional RoPE on q and k. `q`, `k`, `v` and the result
+/// are [B, S, heads·head_dim], as the projections produce them (no head reshapes or
+/// transposes on the fused path).
+pub fn rope_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    num_heads: usize,
+    rope: Option<&Rope<B>>,
+) -> Tensor<B, 3> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::rope_attention(&q, &k, &v, num_heads, rope) {
+        return out;
+    }
+    rope_attention_reference(q, k, v, num_heads, rope)
+}
+
+/// [`rope_attention`] as a composition of Burn ops: split heads to [B, heads, S, head_dim],
+/// [`Rope::apply`], Burn's `attention`, heads merged back.
+pub fn rope_attention_reference<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    num_heads: usize,
+    rope: Option<&Rope<B>>,
+) -> Tensor<B, 3> {
+    let [b, s, width] = q.dims();
+    let heads = |x: Tensor<B, 3>| x.reshape([b, s, num_heads, width / num_heads]).swap_dims(1, 2);
+    let (mut q, mut k, v) = (heads(q), heads(k), heads(v));
+    if let Some(rope) = rope {
+        q = rope.apply(q);
+        k = rope.apply(k);
+    }
+    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+    burn::tensor::module::attention(q, k, v, None, None, options).swap_dims(1, 2).reshape([b, s, width])
+}
+
+/// The linear map `x·w (+ b)` over the last dimension of `x`; `w` is [d_in, d_out].
+pub fn linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>, b: Option<Tensor<B, 1>>) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::linear(&x, &w, b.as_ref()) {
+        return out;
+    }
+    burn::tensor::module::linear(x, w, b)
+}
+
+/// Parameter-free RMSNorm over the last dimension: x / sqrt(mean(x²) + eps).
+pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::rms_norm(&x, eps) {
+        return out;
+    }
+    rms_norm_reference(x, eps)
+}
+
+/// [`rms_norm`] as Burn ops.
+pub fn rms_norm_reference<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let inv = x.clone().powi_scalar(2).mean_dim(D - 1).add_scalar(eps).sqrt().recip();
+    x * inv
+}
+
+/// The SwiGLU activation `silu(g)·u` (elementwise, any shape).
+pub fn silu_mul<B: Backend, const D: usize>(g: Tensor<B, D>, u: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::silu_mul(&g, &u) {
+        return out;
+    }
+    silu_mul_reference(g, u)
+}
+
+/// [`silu_mul`] as Burn ops ([`fast_silu`] then a product).
+pub fn silu_mul_reference<B: Backend, const D: usize>(g: Tensor<B, D>, u: Tensor<B, D>) -> Tensor<B, D> {
+    fast_silu(g) * u
+}
+
+/// Whether [`rope_attention`], [`linear`], [`rms_norm`] and [`silu_mul`] take fused kernels on backend `B` (for benchmarks and
+/// reports).
+pub fn fused_on<B: Backend>() -> bool {
+    #[cfg(feature = "cpu-kernels")]
+    {
+        ndarray_glue::supported::<B>()
+    }
+    #[cfg(not(feature = "cpu-kernels"))]
+    {
+        false
+    }
+}
+
+#[cfg(all(test, feature = "cpu-kernels"))]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::tensor::{Distribution, TensorData};
+
+    type Nd = NdArray<f32>;
+    type Ad = Autodiff<Nd>;
+
+    /// Deterministic values in [-1, 1).
+    fn deterministic<Bk: Backend, const D: usize>(shape: [usize; D], seed: u32, device: &Bk::Device) -> Tensor<Bk, D> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        Tensor::from_data(TensorData::new(data, shape), device)
+    }
+
+    fn max_rel(a: Vec<f32>, b: Vec<f32>) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0, f32::max)
+    }
+
+    fn values<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
+        t.into_data().to_vec().unwrap()
+    }
+
+    /// Gradients of Σ weights·f(inputs) with respect to each input, on `Ad`.
+    fn grads<const D: usize, const N: usize>(
+        inputs: [Tensor<Ad, D>; N],
+        f: impl Fn(&[Tensor<Ad, D>; N]) -> Tensor<Ad, 3>,
+        weights: &Tensor<Ad, 3>,
+    ) -> [Vec<f32>; N] {
+        let inputs = inputs.map(|t| t.require_grad());
+        let g = (f(&inputs) * weights.clone()).sum().backward();
+        inputs.map(|t| values(t.grad(&g).expect("tracked input")))
+    }
+
+    fn assert_all_close<const N: usize>(fused: [Vec<f32>; N], reference: [Vec<f32>; N], tol: f32) {
+        for (i, (f, r)) in fused.into_iter().zip(reference).enumerate() {
+            let err = max_rel(f, r);
+            assert!(err < tol, "input {i}: max relative difference {err}");
+        }
+    }
+
+    #[test]
+    fn fused_path_is_taken_only_on_float32_ndarray() {
+        assert!(fused_on::<Nd>());
+        assert!(fused_on::<Ad>());
+        assert!(!fused_on::<NdArray<f64>>());
+        assert!(!fused_on::<Autodiff<Nd, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>>());
+    }
+
+    #[test]
+    fn fused_attention_matches_the_burn_composition() {
+        let device = Default::default();
+        let (shape, heads) = ([3, 11, 32], 4);
+        let rope = Rope::<Nd>::new(8, 16, 10000.0, &device);
+        for rope in [None, Some(&rope)] {
+            let (q, k, v) = (
+                deterministic::<Nd, 3>(shape, 1, &device),
+                deterministic(shape, 7, &device),
+                deterministic(shape, 3, &device),
+            );
+            let fused = ndarray_glue::rope_attention(&q, &k, &v, heads, rope).expect("fused on ndarray");
+            assert_eq!(fused.dims(), shape);
+            let err = max_rel(values(fused), values(rope_attention_reference(q, k, v, heads, rope)));
+            assert!(err < 1e-5, "max relative difference {err}");
+        }
+    }
+
+    #[test]
+    fn fused_attention_gradients_match_the_burn_composition() {
+        let device = Default::default();
+        let (shape, heads) = ([2, 9, 16], 2);
+        let rope = Rope::<Ad>::new(8, 9, 10000.0, &device);
+        let weights = Tensor::<Ad, 3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+        for rope in [None, Some(&rope)] {
+            let inputs = || [11, 5, 2].map(|seed| deterministic::<Ad, 3>(shape, seed, &device));
+            let fused = grads(
+                inputs(),
+                |[q, k, v]| ndarray_glue::rope_attention(q, k, v, heads, rope).expect("fused on autodiff ndarray"),
+                &weights,
+            );
+            let reference = grads(
+                inputs(),
+                |[q, k, v]| rope_attention_reference(q.clone(), k.clone(), v.clone(), heads, rope),
+                &weights,
+            );
+            assert_all_close(fused, reference, 1e-5);
+        }
+    }
+
+    #[test]
+    fn fused_linear_matches_burn_with_and_without_bias_and_autodiff() {
+        let device = Default::default();
+        let (x_shape, d_out) = ([3, 7, 12], 5);
+        let (x, w, b) = (
+            deterministic::<Nd, 3>(x_shape, 1, &device),
+            deterministic::<Nd, 2>([12, d_out], 2, &device),
+            deterministic::<Nd, 1>([d_out], 3, &device),
+        );
+        for bias in [None, Some(b)] {
+            let fused = ndarray_glue::linear(&x, &w, bias.as_ref()).expect("fused on ndarray");
+            assert_eq!(fused.dims(), [3, 7, d_out]);
+            let err = max_rel(values(fused), values(burn::tensor::module::linear(x.clone(), w.clone(), bias)));
+            assert!(err < 1e-6, "forward: {err}");
+        }
+        let weights = Tensor::<Ad, 3>::random([3, 7, d_out], Distribution::Uniform(-1.0, 1.0), &device);
+        let w = deterministic::<Ad, 2>([12, d_out], 2, &device).require_grad();
+        let b = deterministic::<Ad, 1>([d_out], 3, &device).require_grad();
+        for with_bias in [false, true] {
+            let run = |fused: bool| {
+                let x = deterministic::<Ad, 3>(x_shape, 1, &device).require_grad();
+                let bias = with_bias.then(|| b.clone());
+                let out = if fused {
+                    ndarray_glue::linear(&x, &w, bias.as_ref()).expect("fused on autodiff ndarray")
+                } else {
+                    burn::tensor::module::linear(x.clone(), w.clone(), bias)
+                };
+                let g = (out * weights.clone()).sum().backward();
+                let mut got = vec![values(x.grad(&g).expect("x tracked")), values(w.grad(&g).expect("w tracked"))];
+                if with_bias {
+                    got.push(values(b.grad(&g).expect("b tracked")));
+                }
+                got
+            };
+            for (i, (f, r)) in run(true).into_iter().zip(run(false)).enumerate() {
+                let err = max_rel(f, r);
+                assert!(err < 1e-5, "bias {with_bias}, gradient {i}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn fused_kernels_take_transposed_inputs() {
+        // The mlp_t mixer feeds swap_dims views; the kernels copy them in logical order.
+        let device = Default::default();
+        let x = deterministic::<Nd, 3>([3, 12, 7], 1, &device).swap_dims(1, 2);
+        let w = deterministic::<Nd, 2>([12, 5], 2, &device);
+        let fused = ndarray_glue::linear(&x, &w, None).expect("fused on ndarray");
+        let err = max_rel(values(fused), values(burn::tensor::module::linear(x.clone(), w, None)));
+        assert!(err < 1e-6, "linear: {err}");
+        let fused = ndarray_glue::rms_norm(&x, 1e-5).expect("fused on ndarray");
+        let err = max_rel(values(fused), values(rms_norm_reference(x.clone(), 1e-5)));
+        assert!(err < 1e-6, "rms_norm: {err}");
+        let x4 = deterministic::<Nd, 4>([2, 3, 4, 5], 3, &device).swap_dims(1, 3);
+        let fused = ndarray_glue::silu_mul(&x4, &x4).expect("fused on ndarray");
+        let err = max_rel(values(fused), values(silu_mul_reference(x4.clone(), x4)));
+        assert!(err < 1e-6, "silu_mul: {err}");
+    }
+
+    #[test]
+    fn fused_silu_mul_matches_the_burn_composition_with_and_without_autodiff() {
+        let device = Default::default();
+        let shape = [2, 5, 7];
+        let (g, u) = (deterministic::<Nd, 3>(shape, 4, &device).mul_scalar(6.0), deterministic(shape, 9, &device));
+        let fused = ndarray_glue::silu_mul(&g, &u).expect("fused on ndarray");
+        let err = max_rel(values(fused), values(silu_mul_reference(g, u)));
+        assert!(err < 1e-6, "forward: {err}");
+
+        let weights = Tensor::<Ad, 3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+        let inputs = || [deterministic::<Ad, 3>(shape, 4, &device).mul_scalar(6.0), deterministic(shape, 9, &device)];
+        let fused =
+            grads(inputs(), |[g, u]| ndarray_glue::silu_mul(g, u).expect("fused on autodiff ndarray"), &weights);
+        let reference = grads(inputs(), |[g, u]| silu_mul_reference(g.clone(), u.clone()), &weights);
+        assert_all_close(fused, reference, 1e-5);
+    }
+
+    #[test]
+    fn fused_rms_norm_matches_the_burn_composition_with_and_without_autodiff() {
+        let device = Default::default();
+        let shape = [3, 5, 16];
+        let x = deterministic::<Nd, 3>(shape, 4, &device).mul_scalar(3.0);
+        let fused = ndarray_glue::rms_norm(&x, 1e-5).expect("fused on ndarray");
+        let err = max_rel(values(fused), values(rms_norm_reference(x, 1e-5)));
+        assert!(err < 1e-6, "forward: {err}");
+
+        let weights = Tensor::<Ad, 3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+        let inputs = || [deterministic::<Ad, 3>(shape, 4, &device).mul_scalar(3.0)];
+        let fused =
+            grads(inputs(), |[x]| ndarray_glue::rms_norm(x, 1e-5).expect("fused on autodiff ndarray"), &weights);
+        let reference = grads(inputs(), |[x]| rms_norm_reference(x.clone(), 1e-5), &weights);
+        assert_all_close(fused, reference, 1e-5);
+    }
+
+    #[test]
+    fn untracked_inputs_under_autodiff_give_the_same_output() {
+        let device = Default::default();
+        let shape = [1, 5, 8];
+        let [q, k, v] = [1, 2, 3].map(|seed| deterministic::<Ad, 3>(shape, seed, &device));
+        let fused = ndarray_glue::rope_attention(&q, &k, &v, 2, None).expect("fused");
+        assert!(max_rel(values(fused), values(rope_attention_reference(q, k, v, 2, None))) < 1e-5);
+    }
+}

@@ -1,0 +1,402 @@
+//! Moves tensors of the generic code to the float32 slices of the CPU kernels and back, for
+//! `NdArray<f32>` and `Autodiff<NdArray<f32>>` (the latter with a custom backward node).
+//!
+//! The backend is recognised by `TypeId` and its tensor primitives are reached through
+//! `Any` downcasts, which are free and cannot fail once the type is known; every other case
+//! (other backend, dtype, shape) answers `None` and the caller runs the Burn composition.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_ndarray::NdArrayTensor;
+use ndarray::{ArcArray, Ix2, Ix3, Ix4, IxDyn};
+
+use super::attention_cpu::{self, Dims, RopeTables, Saved};
+use super::linear_cpu;
+use super::rms_norm_cpu;
+use super::swiglu_cpu;
+use crate::attention::Rope;
+
+type Nd = NdArray<f32>;
+type Ad = Autodiff<Nd, NoCheckpointing>;
+type AdPrimitive = FloatTensor<Ad>;
+
+/// Whether `B` is one of the two backends with kernels.
+pub(super) fn supported<B: Backend>() -> bool {
+    let id = TypeId::of::<B>();
+    id == TypeId::of::<Nd>() || id == TypeId::of::<Ad>()
+}
+
+fn primitive<B: Backend, const D: usize>(t: &Tensor<B, D>) -> FloatTensor<B> {
+    t.clone().into_primitive().tensor()
+}
+
+/// The ndarray tensor inside a primitive of `Nd` or `Ad`.
+fn inner<P: Any>(p: &P) -> Option<&NdArrayTensor> {
+    let any: &dyn Any = p;
+    any.downcast_ref::<NdArrayTensor>().or_else(|| any.downcast_ref::<AdPrimitive>().map(|t| &t.primitive))
+}
+
+/// Shape and float32 data in row-major order, borrowed when the layout already is.
+fn f32_data(t: &NdArrayTensor) -> Option<(Vec<usize>, Cow<'_, [f32]>)> {
+    let NdArrayTensor::F32(storage) = t else { return None };
+    let view = storage.view();
+    let shape = view.shape().to_vec();
+    let data = match view.to_slice() {
+        Some(slice) => Cow::Borrowed(slice),
+        // A transposed view (the mlp_t mixer's): copy in logical order, through a view of
+        // fixed rank where possible (iterating an IxDyn view is several times slower).
+        None => Cow::Owned(match shape.len() {
+            2 => view.into_dimensionality::<Ix2>().ok()?.iter().copied().collect(),
+            3 => view.into_dimensionality::<Ix3>().ok()?.iter().copied().collect(),
+            4 => view.into_dimensionality::<Ix4>().ok()?.iter().copied().collect(),
+            _ => view.iter().copied().collect(),
+        }),
+    };
+    Some((shape, data))
+}
+
+fn nd_tensor(data: Vec<f32>, shape: &[usize]) -> NdArrayTensor {
+    let array = ArcArray::from_shape_vec(IxDyn(shape), data).expect("kernel outputs have the input's element count");
+    NdArrayTensor::from(array)
+}
+
+fn attention_tensor(data: Vec<f32>, dims: Dims) -> NdArrayTensor {
+    nd_tensor(data, &[dims.b, dims.s, dims.h * dims.d])
+}
+
+/// The `Autodiff<NdArray>` primitive behind a primitive of `B` (`None` for any other `B`).
+fn as_autodiff<B: Backend>(p: &FloatTensor<B>) -> Option<AdPrimitive> {
+    (p as &dyn Any).downcast_ref::<AdPrimitive>().cloned()
+}
+
+/// A kernel result (an `NdArrayTensor` or an `Autodiff<NdArray>` primitive) as a tensor of `B`.
+fn from_any<B: Backend, const D: usize>(out: Box<dyn Any>) -> Option<Tensor<B, D>> {
+    let out = *out.downcast::<FloatTensor<B>>().ok()?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// The first `s` rows of the RoPE tables as owned float32 (they are small: s·d each).
+fn rope_tables<B: Backend>(rope: &Rope<B>, dims: Dims) -> Option<(Vec<f32>, Vec<f32>)> {
+    let take = |t: &Tensor<B, 2>| -> Option<Vec<f32>> {
+        let p = primitive(t);
+        let (shape, data) = f32_data(inner(&p)?)?;
+        (shape.len() == 2 && shape[0] >= dims.s && shape[1] == dims.d).then(|| data[..dims.s * dims.d].to_vec())
+    };
+    Some((take(rope.cos())?, take(rope.sin())?))
+}
+
+/// Fused [`super::rope_attention`] when `B` has a kernel; `None` otherwise.
+pub(super) fn rope_attention<B: Backend>(
+    q: &Tensor<B, 3>,
+    k: &Tensor<B, 3>,
+    v: &Tensor<B, 3>,
+    num_heads: usize,
+    rope: Option<&Rope<B>>,
+) -> Option<Tensor<B, 3>> {
+    let [b, s, width] = q.dims();
+    if !supported::<B>() || k.dims() != q.dims() || v.dims() != q.dims() || num_heads == 0 || width % num_heads != 0 {
+        return None;
+    }
+    let dims = Dims { b, s, h: num_heads, d: width / num_heads };
+    if rope.is_some() && !dims.d.is_multiple_of(2) {
+        return None;
+    }
+    let tables = match rope {
+        Some(rope) => Some(rope_tables(rope, dims)?),
+        None => None,
+    };
+    let (q, k, v) = (primitive(q), primitive(k), primitive(v));
+    let out: Box<dyn Any> = if TypeId::of::<B>() == TypeId::of::<Nd>() {
+        let (q, k, v) = (f32_data(inner(&q)?)?.1, f32_data(inner(&k)?)?.1, f32_data(inner(&v)?)?.1);
+        let rope = tables.as_ref().map(|(cos, sin)| RopeTables { cos, sin });
+        Box::new(attention_tensor(attention_cpu::forward(&q, &k, &v, dims, rope, false).0, dims))
+    } else {
+        Box::new(autodiff_attention(as_autodiff::<B>(&q)?, as_autodiff::<B>(&k)?, as_autodiff::<B>(&v)?, dims, tables)?)
+    };
+    from_any(out)
+}
+
+/// Forward on `Autodiff<NdArray>`: registers [`AttentionBackward`] when an input is tracked.
+fn autodiff_attention(
+    q: AdPrimitive,
+    k: AdPrimitive,
+    v: AdPrimitive,
+    dims: Dims,
+    tables: Option<(Vec<f32>, Vec<f32>)>,
+) -> Option<AdPrimitive> {
+    let (qd, kd, vd) = (f32_data(&q.primitive)?.1, f32_data(&k.primitive)?.1, f32_data(&v.primitive)?.1);
+    let rope = tables.as_ref().map(|(cos, sin)| RopeTables { cos, sin });
+    let prep = AttentionBackward.prepare::<NoCheckpointing>([q.node.clone(), k.node.clone(), v.node.clone()]);
+    Some(match prep.compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (out, saved) = attention_cpu::forward(&qd, &kd, &vd, dims, rope, true);
+            let saved = Arc::new(saved?);
+            prep.finish(AttentionState { saved, rope: tables.map(Arc::new), dims }, attention_tensor(out, dims))
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(attention_tensor(attention_cpu::forward(&qd, &kd, &vd, dims, rope, false).0, dims))
+        }
+    })
+}
+
+/// Backward node of the fused attention: gradients of q, k and v from the output gradient.
+#[derive(Debug)]
+struct AttentionBackward;
+
+#[derive(Clone, Debug)]
+struct AttentionState {
+    saved: Arc<Saved>,
+    rope: Option<Arc<(Vec<f32>, Vec<f32>)>>,
+    dims: Dims,
+}
+
+impl Backward<Nd, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let grad = grads.consume::<Nd>(&ops.node);
+        let AttentionState { saved, rope, dims } = ops.state;
+        // The output is float32, so its gradient is too.
+        let (_, dout) = f32_data(&grad).expect("the gradient of a float32 output is float32");
+        let rope = rope.as_deref().map(|(cos, sin)| RopeTables { cos, sin });
+        let (dq, dk, dv) = attention_cpu::backward(&saved, &dout, dims, rope);
+        for (node, g) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+            if let Some(node) = node {
+                grads.register::<Nd>(node.id, attention_tensor(g, dims));
+            }
+        }
+    }
+}
+
+/// Fused [`super::silu_mul`] when `B` has a kernel; `None` otherwise.
+pub(super) fn silu_mul<B: Backend, const D: usize>(g: &Tensor<B, D>, u: &Tensor<B, D>) -> Option<Tensor<B, D>> {
+    if !supported::<B>() || g.dims() != u.dims() {
+        return None;
+    }
+    let shape = g.dims();
+    let (g, u) = (primitive(g), primitive(u));
+    let out: Box<dyn Any> = if TypeId::of::<B>() == TypeId::of::<Nd>() {
+        let (gd, ud) = (f32_data(inner(&g)?)?.1, f32_data(inner(&u)?)?.1);
+        Box::new(nd_tensor(swiglu_cpu::forward(&gd, &ud), &shape))
+    } else {
+        let (g, u) = (as_autodiff::<B>(&g)?, as_autodiff::<B>(&u)?);
+        let (gd, ud) = (f32_data(&g.primitive)?.1, f32_data(&u.primitive)?.1);
+        let out = nd_tensor(swiglu_cpu::forward(&gd, &ud), &shape);
+        Box::new(
+            match SiluMulBackward
+                .prepare::<NoCheckpointing>([g.node.clone(), u.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                // The inputs' buffers are shared (reference counted), not copied.
+                OpsKind::Tracked(prep) => prep.finish((g.primitive.clone(), u.primitive.clone()), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            },
+        )
+    };
+    from_any(out)
+}
+
+/// Backward node of the fused `silu(g)·u`; its state is (g, u).
+#[derive(Debug)]
+struct SiluMulBackward;
+
+impl Backward<Nd, 2> for SiluMulBackward {
+    type State = (NdArrayTensor, NdArrayTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_g, node_u] = ops.parents;
+        let grad = grads.consume::<Nd>(&ops.node);
+        let (g, u) = ops.state;
+        let (shape, dout) = f32_data(&grad).expect("the gradient of a float32 output is float32");
+        let (_, gd) = f32_data(&g).expect("saved float32 input");
+        let (_, ud) = f32_data(&u).expect("saved float32 input");
+        let (dg, du) = swiglu_cpu::backward(&gd, &ud, &dout);
+        for (node, d) in [(node_g, dg), (node_u, du)] {
+            if let Some(node) = node {
+                grads.register::<Nd>(node.id, nd_tensor(d, &shape));
+            }
+        }
+    }
+}
+
+/// Fused [`super::linear`] when `B` has a kernel; `None` otherwise.
+pub(super) fn linear<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    w: &Tensor<B, 2>,
+    b: Option<&Tensor<B, 1>>,
+) -> Option<Tensor<B, D>> {
+    let [d_in, d_out] = w.dims();
+    let x_shape = x.dims();
+    if !supported::<B>() || D == 0 || x_shape[D - 1] != d_in || b.is_some_and(|b| b.dims() != [d_out]) {
+        return None;
+    }
+    let dims = linear_cpu::Dims { rows: x_shape[..D - 1].iter().product(), d_in, d_out };
+    let mut out_shape = x_shape;
+    out_shape[D - 1] = d_out;
+    let (xp, wp, bp) = (primitive(x), primitive(w), b.map(primitive));
+    let out: Box<dyn Any> = if TypeId::of::<B>() == TypeId::of::<Nd>() {
+        let (xd, wd) = (f32_data(inner(&xp)?)?.1, f32_data(inner(&wp)?)?.1);
+        let bd = match &bp {
+            Some(p) => Some(f32_data(inner(p)?)?.1),
+            None => None,
+        };
+        Box::new(nd_tensor(linear_cpu::forward(&xd, &wd, bd.as_deref(), dims), &out_shape))
+    } else {
+        let bias = match &bp {
+            Some(p) => Some(as_autodiff::<B>(p)?),
+            None => None,
+        };
+        Box::new(autodiff_linear(as_autodiff::<B>(&xp)?, as_autodiff::<B>(&wp)?, bias, dims, &out_shape)?)
+    };
+    from_any(out)
+}
+
+fn autodiff_linear(
+    x: AdPrimitive,
+    w: AdPrimitive,
+    b: Option<AdPrimitive>,
+    dims: linear_cpu::Dims,
+    out_shape: &[usize],
+) -> Option<AdPrimitive> {
+    let out = {
+        let (xd, wd) = (f32_data(&x.primitive)?.1, f32_data(&w.primitive)?.1);
+        let bd = match &b {
+            Some(b) => Some(f32_data(&b.primitive)?.1),
+            None => None,
+        };
+        nd_tensor(linear_cpu::forward(&xd, &wd, bd.as_deref(), dims), out_shape)
+    };
+    // x and W are kept by reference count, not copied.
+    let state = LinearState { x: x.primitive.clone(), w: w.primitive.clone(), dims };
+    Some(match b {
+        None => {
+            match LinearBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()]).compute_bound().stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            }
+        }
+        Some(b) => match LinearBiasBackward
+            .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    })
+}
+
+#[derive(Clone, Debug)]
+struct LinearState {
+    x: NdArrayTensor,
+    w: NdArrayTensor,
+    dims: linear_cpu::Dims,
+}
+
+/// Registers the gradients of the tracked inputs among x, W and b.
+fn linear_backward(
+    grads: &mut Gradients,
+    state: &LinearState,
+    dy: &NdArrayTensor,
+    [x_id, w_id, b_id]: [Option<NodeId>; 3],
+) {
+    let dims = state.dims;
+    let (mut shape, dy) = f32_data(dy).expect("the gradient of a float32 output is float32");
+    if let Some(id) = x_id {
+        let (_, w) = f32_data(&state.w).expect("saved float32 weight");
+        if let Some(last) = shape.last_mut() {
+            *last = dims.d_in;
+        }
+        grads.register::<Nd>(id, nd_tensor(linear_cpu::grad_x(&w, &dy, dims), &shape));
+    }
+    if let Some(id) = w_id {
+        let (_, x) = f32_data(&state.x).expect("saved float32 input");
+        grads.register::<Nd>(id, nd_tensor(linear_cpu::grad_w(&x, &dy, dims), &[dims.d_in, dims.d_out]));
+    }
+    if let Some(id) = b_id {
+        grads.register::<Nd>(id, nd_tensor(linear_cpu::grad_b(&dy, dims), &[dims.d_out]));
+    }
+}
+
+/// Backward node of the fused linear map without bias.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Nd, 2> for LinearBackward {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x, w] = ops.parents;
+        let dy = grads.consume::<Nd>(&ops.node);
+        linear_backward(grads, &ops.state, &dy, [x.map(|n| n.id), w.map(|n| n.id), None]);
+    }
+}
+
+/// Backward node of the fused linear map with bias.
+#[derive(Debug)]
+struct LinearBiasBackward;
+
+impl Backward<Nd, 3> for LinearBiasBackward {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [x, w, b] = ops.parents;
+        let dy = grads.consume::<Nd>(&ops.node);
+        linear_backward(grads, &ops.state, &dy, [x.map(|n| n.id), w.map(|n| n.id), b.map(|n| n.id)]);
+    }
+}
+
+/// Fused [`super::rms_norm`] when `B` has a kernel; `None` otherwise.
+pub(super) fn rms_norm<B: Backend, const D: usize>(x: &Tensor<B, D>, eps: f64) -> Option<Tensor<B, D>> {
+    let shape = x.dims();
+    let d = *shape.last()?;
+    if !supported::<B>() || d == 0 {
+        return None;
+    }
+    let xp = primitive(x);
+    let out: Box<dyn Any> = if TypeId::of::<B>() == TypeId::of::<Nd>() {
+        let (y, _) = rms_norm_cpu::forward(&f32_data(inner(&xp)?)?.1, d, eps as f32);
+        Box::new(nd_tensor(y, &shape))
+    } else {
+        let x = as_autodiff::<B>(&xp)?;
+        let (y, inv) = rms_norm_cpu::forward(&f32_data(&x.primitive)?.1, d, eps as f32);
+        let y = nd_tensor(y, &shape);
+        Box::new(match RmsNormBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), Arc::new(inv), d), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        })
+    };
+    from_any(out)
+}
+
+/// Backward node of the fused RMSNorm; its state is the output, each row's 1/rms and d.
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Nd, 1> for RmsNormBackward {
+    type State = (NdArrayTensor, Arc<Vec<f32>>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<Nd>(&ops.node);
+        let Some(node) = node else { return };
+        let (y, inv, d) = ops.state;
+        let (shape, dy) = f32_data(&grad).expect("the gradient of a float32 output is float32");
+        let (_, y) = f32_data(&y).expect("saved float32 output");
+        grads.register::<Nd>(node.id, nd_tensor(rms_norm_cpu::backward(&y, &inv, &dy, d), &shape));
+    }
+}

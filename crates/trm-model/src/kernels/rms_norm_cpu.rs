@@ -1,0 +1,80 @@
+//! Parameter-free RMSNorm y = x / sqrt(mean(x²) + eps) over rows of width d, in float32 on
+//! the CPU, forward and backward. Burn's composition is six passes (square, mean, add, sqrt,
+//! reciprocal, product), each a graph node under autodiff; here it is one pass per row.
+
+use rayon::prelude::*;
+
+use super::fast_math;
+
+/// Rows per rayon task.
+const ROWS_PER_TASK: usize = 64;
+
+/// Normalised rows and each row's 1/rms.
+pub(crate) fn forward(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let rows = x.len() / d;
+    let (mut y, mut inv) = (vec![0.0f32; x.len()], vec![0.0f32; rows]);
+    y.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(inv.par_chunks_mut(ROWS_PER_TASK))
+        .zip(x.par_chunks(d * ROWS_PER_TASK))
+        .for_each(|((y, inv), x)| {
+            for ((y, inv), x) in y.chunks_exact_mut(d).zip(inv).zip(x.chunks_exact(d)) {
+                let mean_sq = fast_math::dot(x, x) / d as f32;
+                // As the official code: x * rsqrt(mean + eps), the reciprocal taken once.
+                *inv = 1.0 / (mean_sq + eps).sqrt();
+                y.iter_mut().zip(x).for_each(|(y, x)| *y = x * *inv);
+            }
+        });
+    (y, inv)
+}
+
+/// dx = r·(dy − y·mean(dy·y)) per row, from the output y and r = 1/rms.
+pub(crate) fn backward(y: &[f32], inv: &[f32], dy: &[f32], d: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f32; y.len()];
+    dx.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(inv.par_chunks(ROWS_PER_TASK))
+        .zip(y.par_chunks(d * ROWS_PER_TASK).zip(dy.par_chunks(d * ROWS_PER_TASK)))
+        .for_each(|((dx, inv), (y, dy))| {
+            for (((dx, inv), y), dy) in dx.chunks_exact_mut(d).zip(inv).zip(y.chunks_exact(d)).zip(dy.chunks_exact(d)) {
+                let mean = fast_math::dot(y, dy) / d as f32;
+                for ((dx, y), g) in dx.iter_mut().zip(y).zip(dy) {
+                    *dx = inv * (g - y * mean);
+                }
+            }
+        });
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(x: &[f64], eps: f64) -> Vec<f64> {
+        let r = 1.0 / (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + eps).sqrt();
+        x.iter().map(|v| v * r).collect()
+    }
+
+    #[test]
+    fn forward_and_backward_match_the_definition() {
+        let (d, rows, eps) = (12, ROWS_PER_TASK * 2 + 3, 1e-5);
+        let x: Vec<f32> = (0..rows * d).map(|i| ((i * 7919) % 1009) as f32 / 100.0 - 5.0).collect();
+        let dy: Vec<f32> = (0..rows * d).map(|i| ((i * 31) % 17) as f32 / 8.5 - 1.0).collect();
+        let (y, inv) = forward(&x, d, eps as f32);
+        let dx = backward(&y, &inv, &dy, d);
+        for r in 0..rows {
+            let xr: Vec<f64> = x[r * d..(r + 1) * d].iter().map(|&v| v as f64).collect();
+            let want = norm(&xr, eps);
+            for i in 0..d {
+                assert!((y[r * d + i] as f64 - want[i]).abs() < 1e-6 * (1.0 + want[i].abs()));
+                // d/dx_i of Σ_j dy_j·y_j, by central differences in f64.
+                let h = 1e-5;
+                let loss = |xs: &[f64]| norm(xs, eps).iter().zip(&dy[r * d..]).map(|(y, g)| y * *g as f64).sum::<f64>();
+                let (mut up, mut down) = (xr.clone(), xr.clone());
+                up[i] += h;
+                down[i] -= h;
+                let numeric = (loss(&up) - loss(&down)) / (2.0 * h);
+                let got = dx[r * d + i] as f64;
+                assert!((got - numeric).abs() < 1e-4 * (1.0 + numeric.abs()), "row {r} elem {i}: {got} vs {numeric}");
+            }
+        }
+    }
+}
