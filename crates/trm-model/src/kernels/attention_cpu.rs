@@ -2,11 +2,11 @@
 //! [B, S, H, hd] layout the q/k/v projections produce (no head transposes).
 //!
 //! Per batch item (one rayon task each) and head: scores = scale·q kᵀ with one GEMM into a
-//! reused [S, S] buffer, a row softmax in place (max, exp, sum, divide: one pass over the
-//! row in cache), then out = P v with one GEMM written straight into the output layout.
+//! reused [S, S] buffer, a row softmax in place (max, exp, sum, scale, while the row is in
+//! cache), then out = P v with one GEMM written straight into the output layout.
 //! The backward recomputes P from the saved row log-sum-exp (as flash attention does) instead
-//! of keeping the [B, H, S, S] probabilities, so training memory per call is four [B, S, D]
-//! buffers.
+//! of keeping the [B, H, S, S] probabilities: per call it keeps the rotated q and k (two new
+//! [B, S, D] buffers), v by reference and one float per score row.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView3, ArrayViewMut3};
@@ -46,12 +46,12 @@ pub(crate) struct RopeTables<'a> {
     pub sin: &'a [f32],
 }
 
-/// What the backward needs: the rotated q and k, v, and the log-sum-exp of every score row.
+/// What the backward needs besides v (which the caller keeps by reference): the rotated q
+/// and k, and the log-sum-exp of every score row.
 #[derive(Clone, Debug)]
 pub(crate) struct Saved {
     pub q_rot: Vec<f32>,
     pub k_rot: Vec<f32>,
-    pub v: Vec<f32>,
     /// [b, h, s].
     pub lse: Vec<f32>,
 }
@@ -91,7 +91,7 @@ fn rope_item_transposed(g: &mut [f32], dims: Dims, rope: RopeTables<'_>) {
     }
 }
 
-/// `x` with RoPE applied (a copy; `x` itself when there is no RoPE).
+/// A copy of `x` with RoPE applied when there is RoPE (the backward keeps it).
 fn rotated(x: &[f32], dims: Dims, rope: Option<RopeTables<'_>>) -> Vec<f32> {
     let mut out = x.to_vec();
     if let Some(rope) = rope {
@@ -142,7 +142,7 @@ pub(crate) fn forward(
             general_mat_mul(1.0, &p, &vh, 0.0, &mut out.slice_mut(s![.., h, ..]));
         }
     });
-    let saved = save.then(|| Saved { q_rot, k_rot, v: v.to_vec(), lse });
+    let saved = save.then_some(Saved { q_rot, k_rot, lse });
     (out, saved)
 }
 
@@ -159,6 +159,7 @@ fn softmax_in_place(row: &mut [f32]) -> f32 {
 /// Gradients of q, k and v (before RoPE) given the output gradient `dout` [b, s, h, d].
 pub(crate) fn backward(
     saved: &Saved,
+    v: &[f32],
     dout: &[f32],
     dims: Dims,
     rope: Option<RopeTables<'_>>,
@@ -174,7 +175,7 @@ pub(crate) fn backward(
             let range = b * dims.item()..(b + 1) * dims.item();
             let qi = item_view(&saved.q_rot[range.clone()], dims);
             let ki = item_view(&saved.k_rot[range.clone()], dims);
-            let vi = item_view(&saved.v[range.clone()], dims);
+            let vi = item_view(&v[range.clone()], dims);
             let doi = item_view(&dout[range], dims);
             let lse = &saved.lse[b * dims.h * dims.s..(b + 1) * dims.h * dims.s];
             {
@@ -303,7 +304,7 @@ mod tests {
         for rope in [None, Some(RopeTables { cos: &cos, sin: &sin })] {
             let (_, saved) = forward(&q, &k, &v, dims, rope, true);
             let saved = saved.expect("asked to save");
-            let (dq, dk, dv) = backward(&saved, &w, dims, rope);
+            let (dq, dk, dv) = backward(&saved, &v, &w, dims, rope);
             let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
                 naive(q, k, v, dims, rope).iter().zip(&w).map(|(o, w)| o * *w as f64).sum()
             };

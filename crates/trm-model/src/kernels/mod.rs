@@ -103,19 +103,6 @@ pub fn silu_mul_reference<B: Backend, const D: usize>(g: Tensor<B, D>, u: Tensor
     fast_silu(g) * u
 }
 
-/// Whether [`rope_attention`], [`linear`], [`rms_norm`] and [`silu_mul`] take fused kernels on backend `B` (for benchmarks and
-/// reports).
-pub fn fused_on<B: Backend>() -> bool {
-    #[cfg(feature = "cpu-kernels")]
-    {
-        ndarray_glue::supported::<B>()
-    }
-    #[cfg(not(feature = "cpu-kernels"))]
-    {
-        false
-    }
-}
-
 #[cfg(all(test, feature = "cpu-kernels"))]
 mod tests {
     use super::*;
@@ -163,10 +150,12 @@ mod tests {
 
     #[test]
     fn fused_path_is_taken_only_on_float32_ndarray() {
-        assert!(fused_on::<Nd>());
-        assert!(fused_on::<Ad>());
-        assert!(!fused_on::<NdArray<f64>>());
-        assert!(!fused_on::<Autodiff<Nd, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>>());
+        assert!(ndarray_glue::supported::<Nd>());
+        assert!(ndarray_glue::supported::<Ad>());
+        assert!(!ndarray_glue::supported::<NdArray<f64>>());
+        assert!(!ndarray_glue::supported::<
+            Autodiff<Nd, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>,
+        >());
     }
 
     #[test]

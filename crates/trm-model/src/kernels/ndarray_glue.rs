@@ -142,7 +142,9 @@ fn autodiff_attention(
         OpsKind::Tracked(prep) => {
             let (out, saved) = attention_cpu::forward(&qd, &kd, &vd, dims, rope, true);
             let saved = Arc::new(saved?);
-            prep.finish(AttentionState { saved, rope: tables.map(Arc::new), dims }, attention_tensor(out, dims))
+            // v is kept by reference count, not copied.
+            let state = AttentionState { saved, v: v.primitive.clone(), rope: tables.map(Arc::new), dims };
+            prep.finish(state, attention_tensor(out, dims))
         }
         OpsKind::UnTracked(prep) => {
             prep.finish(attention_tensor(attention_cpu::forward(&qd, &kd, &vd, dims, rope, false).0, dims))
@@ -157,6 +159,7 @@ struct AttentionBackward;
 #[derive(Clone, Debug)]
 struct AttentionState {
     saved: Arc<Saved>,
+    v: NdArrayTensor,
     rope: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     dims: Dims,
 }
@@ -167,11 +170,12 @@ impl Backward<Nd, 3> for AttentionBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_q, node_k, node_v] = ops.parents;
         let grad = grads.consume::<Nd>(&ops.node);
-        let AttentionState { saved, rope, dims } = ops.state;
+        let AttentionState { saved, v, rope, dims } = ops.state;
         // The output is float32, so its gradient is too.
         let (_, dout) = f32_data(&grad).expect("the gradient of a float32 output is float32");
         let rope = rope.as_deref().map(|(cos, sin)| RopeTables { cos, sin });
-        let (dq, dk, dv) = attention_cpu::backward(&saved, &dout, dims, rope);
+        let (_, v) = f32_data(&v).expect("saved float32 input");
+        let (dq, dk, dv) = attention_cpu::backward(&saved, &v, &dout, dims, rope);
         for (node, g) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
             if let Some(node) = node {
                 grads.register::<Nd>(node.id, attention_tensor(g, dims));
