@@ -12,6 +12,9 @@ use std::str::FromStr;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+mod allocator;
+pub use allocator::{keep_freed_memory, AllocatorTuning};
+
 pub use burn::backend::Autodiff;
 
 /// CPU backend (burn-ndarray, float32).

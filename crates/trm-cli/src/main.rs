@@ -45,6 +45,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Reuse freed multi-MB buffers instead of page-faulting them in again (glibc; up to
+    // 1.45x faster CPU inference, see trm_backend::keep_freed_memory).
+    trm_backend::keep_freed_memory();
     match Cli::parse().command {
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Parity(args) => parity_cmd::run(args),
