@@ -153,14 +153,14 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
         t.steps,
         t.warmup
     );
-    s.push_str("| backend | config | kind | batch | N_sup | median s | per s | GFLOP/s | of matmul | peak RSS MiB | official s | speed-up |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| backend | config | kind | batch | N_sup | median s | per s | GFLOP/s | of matmul | peak RSS MiB | page faults / iter | official s | speed-up |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for v in ours {
         let off = official.iter().find(|o| key(o) == key(v));
         let off_s = off.and_then(|o| num(o, "median_s"));
         let speedup = off_s.zip(num(v, "median_s")).map(|(o, m)| o / m);
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             v["backend"].as_str().unwrap_or("?"),
             v["config"].as_str().unwrap_or("?"),
             v["kind"].as_str().unwrap_or("?"),
@@ -171,6 +171,7 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
             fmt_opt(num(v, "gflops"), 1),
             num(v, "frac_of_matmul").map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into()),
             fmt_opt(num(v, "peak_rss_mib"), 0),
+            fmt_opt(num(v, "page_faults_per_iter"), 0),
             fmt_opt(off_s, 4),
             speedup.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into()),
         ));

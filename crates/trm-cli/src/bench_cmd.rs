@@ -104,15 +104,27 @@ struct Job {
 
 fn table(results: &[BenchResult]) {
     println!(
-        "{:<10} {:<22} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>8} {:>9}",
-        "kind", "config", "batch", "hidden", "n_sup", "median s", "per s", "GFLOP", "GFLOP/s", "of mm", "peak MiB"
+        "{:<10} {:<22} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>8} {:>9} {:>10}",
+        "kind",
+        "config",
+        "batch",
+        "hidden",
+        "n_sup",
+        "median s",
+        "per s",
+        "GFLOP",
+        "GFLOP/s",
+        "of mm",
+        "peak MiB",
+        "faults/it"
     );
     for r in results {
         let frac = r.frac_of_matmul.map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into());
         let rss = r.peak_rss_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
+        let faults = r.page_faults_per_iter.map(|f| format!("{f:.0}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<10} {:<22} {:>5} {:>6} {:>5} {:>10.4} {:>12.3} {:>9.2} {:>9.1} {:>8} {:>9}",
-            r.kind, r.config, r.batch, r.hidden, r.n_sup, r.median_s, r.per_s, r.gflop, r.gflops, frac, rss
+            "{:<10} {:<22} {:>5} {:>6} {:>5} {:>10.4} {:>12.3} {:>9.2} {:>9.1} {:>8} {:>9} {:>10}",
+            r.kind, r.config, r.batch, r.hidden, r.n_sup, r.median_s, r.per_s, r.gflop, r.gflops, frac, rss, faults
         );
     }
 }

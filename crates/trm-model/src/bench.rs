@@ -102,18 +102,43 @@ pub fn median(samples: &[f64]) -> f64 {
     }
 }
 
-/// Times `iters` calls of `f` after `warmup` untimed ones; seconds per call.
-pub fn time_iters(warmup: usize, iters: usize, mut f: impl FnMut()) -> Vec<f64> {
+/// Minor page faults of this process so far (all threads; field 10 of `/proc/self/stat`),
+/// on Linux.
+pub fn minor_page_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(7)?.parse().ok()
+}
+
+/// Timings of [`time_iters`].
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// Seconds per timed call.
+    pub seconds: Vec<f64>,
+    /// Minor page faults per timed call (Linux).
+    pub page_faults_per_iter: Option<f64>,
+}
+
+/// Times `iters` calls of `f` after `warmup` untimed ones, counting the page faults of the
+/// timed ones.
+pub fn time_iters(warmup: usize, iters: usize, mut f: impl FnMut()) -> Timings {
     for _ in 0..warmup {
         f();
     }
-    (0..iters)
+    let faults_before = minor_page_faults();
+    let seconds: Vec<f64> = (0..iters)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64()
         })
-        .collect()
+        .collect();
+    let page_faults_per_iter = match (faults_before, minor_page_faults()) {
+        (Some(a), Some(b)) if iters > 0 => Some(b.saturating_sub(a) as f64 / iters as f64),
+        _ => None,
+    };
+    Timings { seconds, page_faults_per_iter }
 }
 
 /// One benchmark result (one JSON line of `trm bench`).
@@ -147,6 +172,10 @@ pub struct BenchResult {
     pub frac_of_matmul: Option<f64>,
     /// Peak RSS during this phase in MiB (Linux; process-wide on other backends).
     pub peak_rss_mib: Option<f64>,
+    /// Minor page faults per timed iteration (Linux, whole process). Thousands here mean
+    /// the allocator hands freed buffers back to the kernel and faults them in again (see
+    /// `trm_backend::keep_freed_memory`).
+    pub page_faults_per_iter: Option<f64>,
 }
 
 impl BenchResult {
@@ -158,9 +187,10 @@ impl BenchResult {
         cfg: Option<&TrmConfig>,
         batch: usize,
         n_sup: usize,
-        samples: &[f64],
+        timings: &Timings,
         flop: f64,
     ) -> Self {
+        let samples = &timings.seconds;
         let med = median(samples);
         let per_item = if kind == "inference" { batch as f64 } else { 1.0 };
         Self {
@@ -178,6 +208,7 @@ impl BenchResult {
             gflops: if med > 0.0 { flop / med / 1e9 } else { 0.0 },
             frac_of_matmul: None,
             peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+            page_faults_per_iter: timings.page_faults_per_iter,
         }
     }
 }
@@ -231,7 +262,7 @@ pub fn bench_matmul<B: Backend>(
     let a = Tensor::<B, 2>::random([n, k], Distribution::Normal(0.0, 1.0), device);
     let b = Tensor::<B, 2>::random([k, m], Distribution::Normal(0.0, 1.0), device);
     sync::<B>(device);
-    let samples = time_iters(spec.0, spec.1, || {
+    let timings = time_iters(spec.0, spec.1, || {
         let c = a.clone().matmul(b.clone());
         sync::<B>(device);
         drop(c);
@@ -243,7 +274,7 @@ pub fn bench_matmul<B: Backend>(
         None,
         n,
         1,
-        &samples,
+        &timings,
         2.0 * (n * k * m) as f64,
     );
     r.hidden = k;
@@ -260,7 +291,7 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
     let mut optim = AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.1).init::<B, Trm<B>>();
     let (inputs, labels, ids) = synthetic_batch::<B>(cfg, batch, device);
     let mut carry = Some(model.valid().initial_carry(batch));
-    let samples = time_iters(spec.warmup, spec.iters, || {
+    let timings = time_iters(spec.warmup, spec.iters, || {
         let inner = model.valid();
         let x = model.input_embeddings(inputs.clone(), model.puzzle_rows(ids.clone()));
         let out = supervision_step_train(&model, &inner, x, carry.take().expect("carry"));
@@ -277,7 +308,7 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         Some(cfg),
         batch,
         1,
-        &samples,
+        &timings,
         train_step_flops(cfg, batch),
     )
 }
@@ -296,7 +327,7 @@ pub fn bench_inference<B: Backend>(
     let model: Trm<B> = cfg.init(device);
     let (inputs, _, ids) = synthetic_batch::<B>(cfg, batch, device);
     let options = InferenceOptions { max_steps: n_sup, halt: false };
-    let samples = time_iters(spec.warmup, spec.iters, || {
+    let timings = time_iters(spec.warmup, spec.iters, || {
         let out = trm_inference(&model, inputs.clone(), ids.clone(), options);
         std::hint::black_box(out);
     });
@@ -307,7 +338,7 @@ pub fn bench_inference<B: Backend>(
         Some(cfg),
         batch,
         n_sup,
-        &samples,
+        &timings,
         inference_flops(cfg, batch, n_sup),
     )
 }
@@ -340,6 +371,22 @@ mod tests {
     }
 
     #[test]
+    fn page_faults_count_fresh_memory() {
+        if !cfg!(target_os = "linux") {
+            eprintln!("skipped: page fault counts are read from Linux's /proc");
+            return;
+        }
+        // 64 MiB is above glibc's largest mmap threshold, so the block is always a fresh
+        // mapping: 16384 faults of 4 KiB pages, or 32 of 2 MiB with transparent huge pages.
+        let timings = time_iters(0, 1, || {
+            std::hint::black_box(vec![1u8; 64 << 20]);
+        });
+        let faults = timings.page_faults_per_iter.expect("Linux reports minor faults");
+        assert!(faults >= 16.0, "{faults} faults for a fresh 64 MiB block");
+        assert_eq!(timings.seconds.len(), 1);
+    }
+
+    #[test]
     fn tiny_benches_run() {
         let mut cfg = TrmConfig::sudoku_att();
         cfg.hidden_size = 16;
@@ -352,6 +399,7 @@ mod tests {
         let t = bench_train_step::<Autodiff<NdArray<f32>>>(&spec, 2, &device);
         assert_eq!((t.iters, t.kind.as_str()), (2, "train_step"));
         assert!(t.gflop > 0.0 && t.median_s > 0.0);
+        assert_eq!(t.page_faults_per_iter.is_some(), cfg!(target_os = "linux"));
         let i = bench_inference::<NdArray<f32>>(&spec, "inference", 2, 2, &device);
         assert!(i.per_s > 0.0);
         let m = bench_matmul::<NdArray<f32>>("cpu", 8, 8, 8, (0, 1), &device);
