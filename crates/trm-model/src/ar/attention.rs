@@ -115,9 +115,7 @@ impl<B: Backend> CausalAttention<B> {
                 let own = self.kv(h, rope, pos);
                 cache.write_scratch(own.k, own.v);
                 let (k, v) = cache.window();
-                let scale = self.scale(&q);
-                let p = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
-                self.merge(p.matmul(v))
+                self.merge(crate::kernels::cached_attention(q, k, v))
             }
             LayerContext::Parallel(committed, mask) => {
                 let len = h.dims()[1];

@@ -147,7 +147,7 @@ pub(crate) fn forward(
 }
 
 /// Replaces `row` by its softmax; returns its log-sum-exp.
-fn softmax_in_place(row: &mut [f32]) -> f32 {
+pub(crate) fn softmax_in_place(row: &mut [f32]) -> f32 {
     let max = fast_math::max(row);
     row.iter_mut().for_each(|x| *x = fast_math::exp(*x - max));
     let sum = fast_math::sum(row);

@@ -23,8 +23,16 @@ fn view_mut(x: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
     ArrayViewMut2::from_shape((rows, cols), x).expect("buffer length matches its dims")
 }
 
+/// Up to this many rows, [`forward`] runs row by row over W instead of a GEMM: with a
+/// handful of rows (AR-TRM decodes one position per sequence) packing W for the GEMM costs
+/// more than the product itself.
+const FEW_ROWS: usize = 4;
+
 /// x·W (+ b): x is [rows, d_in], W [d_in, d_out], b [d_out].
 pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> Vec<f32> {
+    if dims.rows <= FEW_ROWS {
+        return forward_few_rows(x, w, bias, dims);
+    }
     let mut out = vec![0.0f32; dims.rows * dims.d_out];
     // As Burn does: the product first, then the bias added to it (C = 1·x·W + 1·b).
     let beta = match bias {
@@ -41,6 +49,21 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) ->
         beta,
         &mut view_mut(&mut out, dims.rows, dims.d_out),
     );
+    out
+}
+
+/// [`forward`] for a few rows: each output row accumulates x[r, i]·W[i, ..] over i (W's rows
+/// are contiguous, so this streams W once per row without packing), then adds the bias.
+fn forward_few_rows(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> Vec<f32> {
+    let mut out = vec![0.0f32; dims.rows * dims.d_out];
+    for (out_row, x_row) in out.chunks_exact_mut(dims.d_out).zip(x.chunks_exact(dims.d_in)) {
+        for (&xi, w_row) in x_row.iter().zip(w.chunks_exact(dims.d_out)) {
+            out_row.iter_mut().zip(w_row).for_each(|(o, &wi)| *o += xi * wi);
+        }
+        if let Some(b) = bias {
+            out_row.iter_mut().zip(b).for_each(|(o, &bi)| *o += bi);
+        }
+    }
     out
 }
 
@@ -104,5 +127,30 @@ mod tests {
         }
         let no_bias = forward(&x, &w, None, dims);
         close(no_bias[7], y[7] as f64 - b[2] as f64);
+    }
+
+    #[test]
+    fn few_rows_match_the_definition_and_the_gemm_path() {
+        for rows in 1..=FEW_ROWS {
+            let dims = Dims { rows, d_in: 19, d_out: 23 };
+            let (x, w, b) = (values(rows * 19, 5), values(19 * 23, 6), values(23, 7));
+            for bias in [None, Some(b.as_slice())] {
+                let got = forward(&x, &w, bias, dims);
+                // The GEMM path on the same rows, padded with zero rows past FEW_ROWS.
+                let padded = Dims { rows: FEW_ROWS + 1, ..dims };
+                let mut xp = x.clone();
+                xp.resize(padded.rows * 19, 0.0);
+                let gemm = forward(&xp, &w, bias, padded);
+                for r in 0..rows {
+                    for o in 0..23 {
+                        let want = (0..19).map(|i| x[r * 19 + i] as f64 * w[i * 23 + o] as f64).sum::<f64>()
+                            + bias.map_or(0.0, |b| b[o] as f64);
+                        let got = got[r * 23 + o];
+                        assert!((got as f64 - want).abs() < 1e-5 * (1.0 + want.abs()), "{got} vs {want}");
+                        assert!((got - gemm[r * 23 + o]).abs() <= 1e-5 * (1.0 + got.abs()));
+                    }
+                }
+            }
+        }
     }
 }

@@ -19,9 +19,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
-use ndarray::{ArcArray, Ix2, Ix3, Ix4, IxDyn};
+use ndarray::{ArcArray, ArrayView4, Ix2, Ix3, Ix4, IxDyn};
 
 use super::attention_cpu::{self, Dims, RopeTables, Saved};
+use super::cached_attention_cpu;
 use super::linear_cpu;
 use super::rms_norm_cpu;
 use super::swiglu_cpu;
@@ -182,6 +183,28 @@ impl Backward<Nd, 3> for AttentionBackward {
             }
         }
     }
+}
+
+/// A 4-D float32 view of an ndarray tensor, strides as they are (no copy).
+fn view4(t: &NdArrayTensor) -> Option<ArrayView4<'_, f32>> {
+    let NdArrayTensor::F32(storage) = t else { return None };
+    storage.view().into_dimensionality::<Ix4>().ok()
+}
+
+/// Fused [`super::cached_attention`] on `NdArray<f32>` (forward only, so not under
+/// autodiff); `None` otherwise.
+pub(super) fn cached_attention<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+) -> Option<Tensor<B, 4>> {
+    let ([b, h, sq, d], [kb, kh, skv, kd]) = (q.dims(), k.dims());
+    if TypeId::of::<B>() != TypeId::of::<Nd>() || [kb, kh, kd] != [b, h, d] || v.dims() != k.dims() || skv == 0 {
+        return None;
+    }
+    let (qp, kp, vp) = (primitive(q), primitive(k), primitive(v));
+    let out = cached_attention_cpu::forward(view4(inner(&qp)?)?, view4(inner(&kp)?)?, view4(inner(&vp)?)?);
+    from_any(Box::new(nd_tensor(out, &[b, h, sq, d])))
 }
 
 /// Fused [`super::silu_mul`] when `B` has a kernel; `None` otherwise.
