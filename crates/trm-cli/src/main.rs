@@ -46,7 +46,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     // Reuse freed multi-MB buffers instead of page-faulting them in again (glibc; up to
-    // 1.45x faster CPU inference, see trm_backend::keep_freed_memory).
+    // 1.35-1.47x faster CPU inference in its own process, see trm_backend::keep_freed_memory).
     if trm_backend::keep_freed_memory() == trm_backend::AllocatorTuning::Refused {
         eprintln!("note: glibc refused the malloc settings (trm_backend::keep_freed_memory); CPU runs may be slower");
     }
