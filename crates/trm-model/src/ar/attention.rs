@@ -114,8 +114,8 @@ impl<B: Backend> CausalAttention<B> {
                 let q = rope_at(rope, self.split(self.q.forward(h.clone())), pos);
                 let own = self.kv(h, rope, pos);
                 cache.write_scratch(own.k, own.v);
-                let (k, v) = cache.window();
-                self.merge(crate::kernels::cached_attention(q, k, v))
+                let (k, v, window) = cache.buffers();
+                self.merge(crate::kernels::cached_attention(q, k, v, window))
             }
             LayerContext::Parallel(committed, mask) => {
                 let len = h.dims()[1];

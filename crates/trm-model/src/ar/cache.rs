@@ -75,6 +75,13 @@ impl<B: Backend> KvCache<B> {
         (self.k.clone().narrow(2, 0, self.len + 1), self.v.clone().narrow(2, 0, self.len + 1))
     }
 
+    /// The whole K and V buffers [B, heads, max_len, head_dim] (shared, not copied) and the
+    /// window length `len + 1`: for kernels that read the window in place, since burn-ndarray's
+    /// `narrow` (as in [`KvCache::window`]) copies it.
+    pub fn buffers(&self) -> (Tensor<B, 4>, Tensor<B, 4>, usize) {
+        (self.k.clone(), self.v.clone(), self.len + 1)
+    }
+
     /// K and V of the committed prefix, [B, heads, len, head_dim].
     pub fn committed(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
         (self.k.clone().narrow(2, 0, self.len), self.v.clone().narrow(2, 0, self.len))
@@ -118,6 +125,13 @@ mod tests {
         assert_eq!(vals(v), vec![30.0, 30.5, 40.0, 40.5]);
         let (k, _) = c.committed();
         assert_eq!(vals(k), vec![3.0, 3.5]);
+        // The whole buffers (the unused third position still zero) and the window length.
+        let (k, v, window) = c.buffers();
+        assert_eq!((vals(k), window), (vec![3.0, 3.5, 4.0, 4.5, 0.0, 0.0], 2));
+        assert_eq!(vals(v)[..4], [30.0, 30.5, 40.0, 40.5]);
+        // Writing after `buffers` (its tensors dropped) still lands in the cache.
+        c.write_scratch(e(5.0), e(50.0));
+        assert_eq!(vals(c.window().0), vec![3.0, 3.5, 5.0, 5.5]);
         assert_eq!(c.allocated_bytes(), 2 * 3 * 2 * 4, "allocation never grows");
     }
 

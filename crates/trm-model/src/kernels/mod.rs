@@ -67,21 +67,27 @@ pub fn rope_attention_reference<B: Backend>(
     burn::tensor::module::attention(q, k, v, None, None, options).swap_dims(1, 2).reshape([b, s, width])
 }
 
-/// Softmax attention of queries `q` [B, heads, Sq, hd] over keys and values `k`, `v`
-/// [B, heads, Skv, hd] with no mask and scale 1/sqrt(hd): AR-TRM decoding, where the new
-/// position attends to the whole cache window. Fused (forward only) on `NdArray<f32>`,
-/// reading the window in place; the reference composition elsewhere, including under
-/// autodiff.
-pub fn cached_attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+/// Softmax attention of queries `q` [B, heads, Sq, hd] over the first `window` positions of
+/// keys and values `k`, `v` [B, heads, capacity, hd], with no mask and scale 1/sqrt(hd):
+/// AR-TRM decoding, where the new position attends to the whole cache window. Fused
+/// (forward only) on `NdArray<f32>`, reading the window in place from the full buffers; the
+/// reference composition elsewhere, including under autodiff.
+pub fn cached_attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, window: usize) -> Tensor<B, 4> {
     #[cfg(feature = "cpu-kernels")]
-    if let Some(out) = ndarray_glue::cached_attention(&q, &k, &v) {
+    if let Some(out) = ndarray_glue::cached_attention(&q, &k, &v, window) {
         return out;
     }
-    cached_attention_reference(q, k, v)
+    cached_attention_reference(q, k, v, window)
 }
 
-/// [`cached_attention`] as Burn ops: softmax(q kᵀ · scale) v.
-pub fn cached_attention_reference<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+/// [`cached_attention`] as Burn ops: the window narrowed out, then softmax(q kᵀ · scale) v.
+pub fn cached_attention_reference<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    window: usize,
+) -> Tensor<B, 4> {
+    let (k, v) = (k.narrow(2, 0, window), v.narrow(2, 0, window));
     let scale = 1.0 / (q.dims()[3] as f64).sqrt();
     burn::tensor::activation::softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3).matmul(v)
 }
@@ -182,23 +188,26 @@ mod tests {
     #[test]
     fn fused_cached_attention_matches_the_burn_composition_on_cache_windows() {
         let device = Default::default();
-        // Caches of capacity 12 read through a window of the first 9 positions (a strided
-        // view), with one query (decoding) and with four.
+        // Caches of capacity 12 read through a window of the first 9 positions, with one
+        // query (decoding) and with four.
         let (k_cache, v_cache) =
             (deterministic::<Nd, 4>([2, 3, 12, 8], 5, &device), deterministic::<Nd, 4>([2, 3, 12, 8], 9, &device));
-        let (k, v) = (k_cache.narrow(2, 0, 9), v_cache.narrow(2, 0, 9));
         for sq in [1, 4] {
             let q = deterministic::<Nd, 4>([2, 3, sq, 8], 2, &device);
-            let fused = ndarray_glue::cached_attention(&q, &k, &v).expect("fused on ndarray");
+            let fused = ndarray_glue::cached_attention(&q, &k_cache, &v_cache, 9).expect("fused on ndarray");
             assert_eq!(fused.dims(), [2, 3, sq, 8]);
-            let err = max_rel(values(fused), values(cached_attention_reference(q, k.clone(), v.clone())));
+            let reference = cached_attention_reference(q, k_cache.clone(), v_cache.clone(), 9);
+            let err = max_rel(values(fused), values(reference));
             assert!(err < 1e-5, "max relative difference {err}");
         }
+        // A window past the capacity is not the kernel's to read.
+        let q = deterministic::<Nd, 4>([2, 3, 1, 8], 2, &device);
+        assert!(ndarray_glue::cached_attention(&q, &k_cache, &v_cache, 13).is_none());
         // Forward only: under autodiff the reference runs (and records its graph).
         let qa = deterministic::<Ad, 4>([1, 2, 1, 4], 1, &device);
         let ka = deterministic::<Ad, 4>([1, 2, 5, 4], 3, &device);
-        assert!(ndarray_glue::cached_attention(&qa, &ka, &ka).is_none());
-        assert_eq!(cached_attention(qa, ka.clone(), ka).dims(), [1, 2, 1, 4]);
+        assert!(ndarray_glue::cached_attention(&qa, &ka, &ka, 3).is_none());
+        assert_eq!(cached_attention(qa, ka.clone(), ka, 3).dims(), [1, 2, 1, 4]);
     }
 
     #[test]

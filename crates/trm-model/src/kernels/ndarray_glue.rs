@@ -19,7 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
-use ndarray::{ArcArray, ArrayView4, Ix2, Ix3, Ix4, IxDyn};
+use ndarray::{s, ArcArray, ArrayView4, Ix2, Ix3, Ix4, IxDyn};
 
 use super::attention_cpu::{self, Dims, RopeTables, Saved};
 use super::cached_attention_cpu;
@@ -197,13 +197,17 @@ pub(super) fn cached_attention<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
+    window: usize,
 ) -> Option<Tensor<B, 4>> {
-    let ([b, h, sq, d], [kb, kh, skv, kd]) = (q.dims(), k.dims());
-    if TypeId::of::<B>() != TypeId::of::<Nd>() || [kb, kh, kd] != [b, h, d] || v.dims() != k.dims() || skv == 0 {
+    let ([b, h, sq, d], [kb, kh, capacity, kd]) = (q.dims(), k.dims());
+    let shapes_fit = [kb, kh, kd] == [b, h, d] && v.dims() == k.dims() && (1..=capacity).contains(&window);
+    if TypeId::of::<B>() != TypeId::of::<Nd>() || !shapes_fit {
         return None;
     }
     let (qp, kp, vp) = (primitive(q), primitive(k), primitive(v));
-    let out = cached_attention_cpu::forward(view4(inner(&qp)?)?, view4(inner(&kp)?)?, view4(inner(&vp)?)?);
+    let kw = view4(inner(&kp)?)?.slice_move(s![.., .., ..window, ..]);
+    let vw = view4(inner(&vp)?)?.slice_move(s![.., .., ..window, ..]);
+    let out = cached_attention_cpu::forward(view4(inner(&qp)?)?, kw, vw);
     from_any(Box::new(nd_tensor(out, &[b, h, sq, d])))
 }
 
