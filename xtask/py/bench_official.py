@@ -2,10 +2,13 @@
 """Time the official TinyRecursiveModels code on the same synthetic work as `trm bench`.
 
 Usage: bench_official.py --dir OFFICIAL_CHECKOUT --config sudoku-att --hidden 128 --batch 32
-       [--steps 3] [--threads 2] [--n-sup 4] [--latency-n-sup 16]
+       [--steps 3] [--threads 2] [--n-sup 4] [--latency-n-sup 16] [--only train,infer,latency]
+       [--compile]
 
 Prints one JSON line per result with the fields of `trm bench` (kind, config, batch, hidden,
-n_sup, median_s, per_s). Float32 on CPU. The official trainer uses AdamATan2, which needs
+n_sup, median_s, per_s, peak_rss_mib, base_rss_mib). Float32 on CPU. Eager by default;
+--compile wraps the model in torch.compile as the official pretrain.py does (unless
+DISABLE_COMPILE is set); compilation happens in the warm-up and is not timed. The official trainer uses AdamATan2, which needs
 CUDA; on CPU this times torch.optim.AdamW instead (the same elementwise cost) and says so.
 Exits 3 (and prints what to install) when torch or the checkout is missing.
 """
@@ -34,6 +37,8 @@ def main():
     ap.add_argument("--n-sup", type=int, default=4)
     ap.add_argument("--latency-n-sup", type=int, default=16)
     ap.add_argument("--only", default="train,infer,latency")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model, as the official pretrain.py does unless DISABLE_COMPILE is set")
     a = ap.parse_args()
 
     trm_py = os.path.join(a.dir, "models", "recursive_reasoning", "trm.py")
@@ -42,8 +47,9 @@ def main():
     try:
         import torch
     except ImportError:
-        fail("python3 has no torch: `pip install torch --index-url https://download.pytorch.org/whl/cpu` "
-             "(plus `pip install pydantic einops` for the official model)")
+        fail(f"{sys.executable} has no torch: `pip install torch` (PyPI; or the CPU-only wheel with "
+             "`--index-url https://download.pytorch.org/whl/cpu`), plus `pip install pydantic einops` "
+             "for the official model; pass that python with --python")
     try:
         import pydantic, einops  # noqa: F401  (imported by the official model)
     except ImportError:
@@ -72,8 +78,30 @@ def main():
             "puzzle_identifiers": torch.zeros(n, dtype=torch.int32),
         }
 
+    def status_mib(field):
+        # VmRSS / VmHWM from /proc/self/status (Linux), in MiB, as `trm bench` reads them.
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+        return None
+
+    def phase_start():
+        # Reset the peak RSS to the current RSS, as `trm bench` does before each phase.
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        return status_mib("VmRSS")
+
     def timed(fn):
-        for _ in range(a.warmup):
+        # Compiled graphs can recompile on the first calls (the carry's guards change), so
+        # give them a longer untimed warm-up.
+        for _ in range(max(a.warmup, 3) if a.compile else a.warmup):
             fn()
         out = []
         for _ in range(a.steps):
@@ -82,16 +110,23 @@ def main():
             out.append(time.perf_counter() - t)
         return out
 
-    def emit(kind, batch, n_sup, samples, note):
+    mode = "torch.compile" if a.compile else "eager"
+
+    def emit(kind, batch, n_sup, samples, note, base_rss):
         med = statistics.median(samples)
         per = (batch if kind == "inference" else 1) / med
-        print(json.dumps(dict(kind=kind, config=f"{a.config}-h{h}", backend=f"torch-{torch.__version__}-cpu",
+        print(json.dumps(dict(kind=kind, config=f"{a.config}-h{h}", backend=f"torch-{torch.__version__}-cpu-{mode}",
                               batch=batch, hidden=h, n_sup=n_sup, iters=len(samples), median_s=med,
-                              min_s=min(samples), per_s=per, threads=a.threads, note=note)), flush=True)
+                              min_s=min(samples), per_s=per, threads=a.threads,
+                              peak_rss_mib=status_mib("VmHWM"), base_rss_mib=base_rss,
+                              note=f"{mode}; {note}")), flush=True)
 
     if "train" in only:
+        base_rss = phase_start()
         model = ACTLossHead(TinyRecursiveReasoningModel_ACTV1(config(a.batch, 16)), "stablemax_cross_entropy")
         model.train()
+        if a.compile:
+            model = torch.compile(model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
         batch = batch_of(a.batch)
         state = {"carry": model.initial_carry(batch)}
@@ -102,11 +137,14 @@ def main():
             opt.step()
             opt.zero_grad()
             state["carry"] = carry
-        emit("train_step", a.batch, 1, timed(step), "torch AdamW (AdamATan2 needs CUDA)")
+        emit("train_step", a.batch, 1, timed(step), "torch AdamW (AdamATan2 needs CUDA)", base_rss)
 
     def infer(batch_size, n_sup, kind):
+        base_rss = phase_start()
         model = TinyRecursiveReasoningModel_ACTV1(config(batch_size, n_sup))
         model.eval()
+        if a.compile:
+            model = torch.compile(model)
         batch = batch_of(batch_size)
 
         def run():
@@ -114,7 +152,7 @@ def main():
                 carry = model.initial_carry(batch)
                 for _ in range(n_sup):
                     carry, _ = model(carry=carry, batch=batch)
-        emit(kind, batch_size, n_sup, timed(run), "eval mode: always N_sup steps")
+        emit(kind, batch_size, n_sup, timed(run), "eval mode: always N_sup steps", base_rss)
 
     if "infer" in only:
         infer(a.batch, a.n_sup, "inference")

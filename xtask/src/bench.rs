@@ -22,6 +22,13 @@ pub struct BenchTask {
     /// (needs python3 with torch, pydantic and einops).
     #[arg(long)]
     vs_official: Option<PathBuf>,
+    /// The python that runs the official harness (one with torch, pydantic and einops).
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// Time the official model under torch.compile, as its pretrain.py trains by default
+    /// (compilation is in the untimed warm-up); eager otherwise.
+    #[arg(long)]
+    official_compile: bool,
     /// Timed iterations per measurement (median reported).
     #[arg(long, default_value_t = 3)]
     steps: usize,
@@ -42,12 +49,13 @@ pub struct BenchTask {
     out: PathBuf,
 }
 
-/// (config, hidden, batch, what): the issue-5 configurations.
-const CASES: [(&str, usize, usize, &str); 4] = [
-    ("sudoku-att", 128, 32, "matmul,train,infer,latency"),
-    ("sudoku-mlp", 128, 32, "matmul,train,infer,latency"),
-    ("sudoku-att", 512, 16, "matmul,train,infer"),
-    ("sudoku-mlp", 512, 16, "matmul,train,infer"),
+/// (config, hidden, batch, phases): the issue-5 configurations. Each phase runs in its own
+/// process on both sides, so each peak RSS is that phase's alone.
+const CASES: [(&str, usize, usize, &[&str]); 4] = [
+    ("sudoku-att", 128, 32, &["train", "infer", "latency"]),
+    ("sudoku-mlp", 128, 32, &["train", "infer", "latency"]),
+    ("sudoku-att", 512, 16, &["train", "infer"]),
+    ("sudoku-mlp", 512, 16, &["train", "infer"]),
 ];
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -66,12 +74,20 @@ fn num(v: &Value, k: &str) -> Option<f64> {
     v.get(k).and_then(Value::as_f64)
 }
 
+/// Peak RSS minus the RSS when the phase started: what the phase allocated, without the
+/// binary or interpreter and its libraries.
+fn rss_growth(v: &Value) -> Option<f64> {
+    Some(num(v, "peak_rss_mib")? - num(v, "base_rss_mib")?)
+}
+
 fn fmt_opt(x: Option<f64>, digits: usize) -> String {
     x.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "-".into())
 }
 
-fn run_ours(backend: &str, case: &(&str, usize, usize, &str), t: &BenchTask) -> Result<Vec<Value>> {
-    let (config, hidden, batch, only) = case;
+fn run_ours(backend: &str, case: &(&str, usize, usize, &[&str]), phase: &str, t: &BenchTask) -> Result<Vec<Value>> {
+    let (config, hidden, batch, _) = case;
+    // The matmul rate goes with the training step, whose GFLOP/s is given as a share of it.
+    let only = if phase == "train" { "matmul,train" } else { phase };
     let out = Command::new("target/release/trm")
         .args(["bench", "--json", "--backend", backend, "--config", config])
         .args(["--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
@@ -86,19 +102,34 @@ fn run_ours(backend: &str, case: &(&str, usize, usize, &str), t: &BenchTask) -> 
 }
 
 /// Ok(None) when the harness skipped (torch or the checkout missing); it said why.
-fn run_official(dir: &std::path::Path, case: &(&str, usize, usize, &str), t: &BenchTask) -> Result<Option<Vec<Value>>> {
-    let (config, hidden, batch, only) = case;
-    let only = only.replace("matmul,", "");
-    let out = Command::new("python3")
-        .arg("xtask/py/bench_official.py")
+fn run_official(
+    dir: &std::path::Path,
+    case: &(&str, usize, usize, &[&str]),
+    phase: &str,
+    t: &BenchTask,
+) -> Result<Option<Vec<Value>>> {
+    let (config, hidden, batch, _) = case;
+    let mut cmd = Command::new(&t.python);
+    cmd.arg("xtask/py/bench_official.py");
+    if t.official_compile {
+        cmd.arg("--compile");
+    }
+    let out = match cmd
         .arg("--dir")
         .arg(dir)
         .args(["--config", config, "--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
         .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string()])
-        .args(["--threads", &t.threads.to_string(), "--only", &only])
+        .args(["--threads", &t.threads.to_string(), "--only", phase])
         .env("OMP_NUM_THREADS", t.threads.to_string())
         .output()
-        .context("running python3 xtask/py/bench_official.py")?;
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("official code: skipped: {} not found (pass --python)", t.python.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("running {}", t.python.display())),
+    };
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     match out.status.code() {
         Some(0) => Ok(Some(json_lines(&out.stdout))),
@@ -153,14 +184,17 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
         t.steps,
         t.warmup
     );
-    s.push_str("| backend | config | kind | batch | N_sup | median s | per s | GFLOP/s | of matmul | peak RSS MiB | page faults / iter | official s | speed-up |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str(
+        "| backend | config | kind | batch | N_sup | median s | per s | GFLOP/s | of matmul | page faults / iter \
+         | peak RSS MiB | RSS growth MiB | official s | official peak RSS MiB | official RSS growth MiB | speed-up |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for v in ours {
         let off = official.iter().find(|o| key(o) == key(v));
         let off_s = off.and_then(|o| num(o, "median_s"));
         let speedup = off_s.zip(num(v, "median_s")).map(|(o, m)| o / m);
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             v["backend"].as_str().unwrap_or("?"),
             v["config"].as_str().unwrap_or("?"),
             v["kind"].as_str().unwrap_or("?"),
@@ -170,16 +204,23 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
             fmt_opt(num(v, "per_s"), 2),
             fmt_opt(num(v, "gflops"), 1),
             num(v, "frac_of_matmul").map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into()),
-            fmt_opt(num(v, "peak_rss_mib"), 0),
             fmt_opt(num(v, "page_faults_per_iter"), 0),
+            fmt_opt(num(v, "peak_rss_mib"), 0),
+            fmt_opt(rss_growth(v), 0),
             fmt_opt(off_s, 4),
+            fmt_opt(off.and_then(|o| num(o, "peak_rss_mib")), 0),
+            fmt_opt(off.and_then(rss_growth), 0),
             speedup.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into()),
         ));
     }
     if official.is_empty() {
         s.push_str("\nOfficial code: not run (pass `--vs-official DIR` with torch installed).\n");
     } else if let Some(o) = official.first() {
-        s.push_str(&format!("\nOfficial code: {} ({}). Speed-up = official time / ours.\n", o["backend"], o["note"]));
+        s.push_str(&format!(
+            "\nOfficial code: {} ({}). Speed-up = official time / ours. \
+             Each phase ran in its own process on both sides, ours first.\n",
+            o["backend"], o["note"]
+        ));
     }
     if let Some(c) = criterion {
         s.push_str("\nCriterion micro-benchmarks (`cargo bench -p trm-model`; hidden 128, batch 8):\n\n");
@@ -217,23 +258,26 @@ pub fn run(t: BenchTask) -> Result<()> {
     let cases: Vec<_> = CASES.iter().filter(|c| !t.quick || c.1 == 128).collect();
     let (mut ours, mut official) = (Vec::new(), Vec::new());
     let mut official_dir = t.vs_official.clone();
+    // Interleaved per phase (ours, then the official code), each in a fresh process.
     for case in cases {
-        for backend in &backends {
-            let rows = run_ours(backend, case, &t)?;
-            for r in &rows {
-                println!("{r}");
-            }
-            ours.extend(rows);
-        }
-        if let Some(dir) = official_dir.clone() {
-            match run_official(&dir, case, &t)? {
-                Some(rows) => {
-                    for r in &rows {
-                        println!("official {r}");
-                    }
-                    official.extend(rows);
+        for phase in case.3 {
+            for backend in &backends {
+                let rows = run_ours(backend, case, phase, &t)?;
+                for r in &rows {
+                    println!("{r}");
                 }
-                None => official_dir = None,
+                ours.extend(rows);
+            }
+            if let Some(dir) = official_dir.clone() {
+                match run_official(&dir, case, phase, &t)? {
+                    Some(rows) => {
+                        for r in &rows {
+                            println!("official {r}");
+                        }
+                        official.extend(rows);
+                    }
+                    None => official_dir = None,
+                }
             }
         }
     }

@@ -9,6 +9,15 @@
 //! page faults and 7.7 s for N_sup 4; with the settings below 7.9K faults and 5.3 s.
 //! Peak RSS barely moves (+3 and +11 MiB for those inference runs): the memory kept is
 //! memory the process already used, reused rather than returned.
+//!
+//! Threads other than `main` get arenas of their own (built from mmapped 64 MiB heaps).
+//! Once the `trm` binary ran its commands on a rayon worker (`run_on_compute_pool`), the
+//! faults came back: `trm bench`'s faults column read 12K per D=128 training step (940
+//! before), 4.7K per matmul (one per page of its output) and 56K per D=512 inference batch.
+//! With every thread on the main arena they are gone again. A unit test of the allocation
+//! pattern alone did not reproduce it, so that column is what watches it. The kernels
+//! allocate a few large buffers per call, not many small ones, so sharing one arena's lock
+//! costs nothing measurable.
 
 /// mmap threshold: allocations below it come from the heap and are reused. 32 MiB is
 /// glibc's largest accepted value on 64-bit targets (`HEAP_MAX_SIZE / 2`); setting it also
@@ -19,11 +28,15 @@ const MMAP_THRESHOLD: i32 = 32 << 20;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 1 << 30;
 
+/// Arenas: one, the main arena, for every thread (see the module docs).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENA_MAX: i32 = 1;
+
 /// What [`keep_freed_memory`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllocatorTuning {
     /// glibc's malloc now keeps up to 1 GiB of freed memory and serves blocks up to 32 MiB
-    /// from its heaps.
+    /// from its main heap, for every thread.
     Applied,
     /// glibc refused a setting (its defaults stay).
     Refused,
@@ -37,11 +50,12 @@ pub enum AllocatorTuning {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn keep_freed_memory() -> AllocatorTuning {
-    // SAFETY: mallopt only sets malloc's tunables (under its own lock); both values are
+    // SAFETY: mallopt only sets malloc's tunables (under its own lock); the values are
     // within the ranges glibc documents, and it reports a refused value by returning 0.
     let ok = unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            && libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) == 1
     };
     if ok {
         AllocatorTuning::Applied

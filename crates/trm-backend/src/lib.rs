@@ -13,7 +13,9 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 mod allocator;
+mod compute_pool;
 pub use allocator::{keep_freed_memory, AllocatorTuning};
+pub use compute_pool::run_on_compute_pool;
 
 pub use burn::backend::Autodiff;
 

@@ -152,7 +152,9 @@ impl BackendJob for Job {
         let mut mm_rate = None;
         if only.contains(&"matmul") {
             let rows = args.batch * cfg.full_seq_len();
-            let r = bench_matmul::<B::InnerBackend>(&spec.backend, rows, 512, 1536, (1, steps.max(3)), &device);
+            // Cheap (tens of ms), so more iterations than the rest: with 3 the rate moved by
+            // ±25 % between runs, and the training step's share of it with it.
+            let r = bench_matmul::<B::InnerBackend>(&spec.backend, rows, 512, 1536, (3, steps.max(10)), &device);
             mm_rate = Some(r.gflops);
             emit(r, &mut results);
         }

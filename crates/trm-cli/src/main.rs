@@ -50,7 +50,14 @@ fn main() -> anyhow::Result<()> {
     if trm_backend::keep_freed_memory() == trm_backend::AllocatorTuning::Refused {
         eprintln!("note: glibc refused the malloc settings (trm_backend::keep_freed_memory); CPU runs may be slower");
     }
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // The CPU kernels split work with rayon; running the command on a pool worker saves two
+    // context switches per kernel call (see trm_backend::run_on_compute_pool).
+    trm_backend::run_on_compute_pool(|| run(command))
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Parity(args) => parity_cmd::run(args),
         Command::Backends => {

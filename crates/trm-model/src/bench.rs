@@ -87,6 +87,16 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Starts a phase: resets the peak RSS and returns the RSS now, in MiB.
+fn phase_start() -> Option<f64> {
+    reset_peak_rss();
+    rss_bytes().map(mib)
+}
+
 /// Median of timings in seconds (0 for none).
 pub fn median(samples: &[f64]) -> f64 {
     if samples.is_empty() {
@@ -172,6 +182,9 @@ pub struct BenchResult {
     pub frac_of_matmul: Option<f64>,
     /// Peak RSS during this phase in MiB (Linux; process-wide on other backends).
     pub peak_rss_mib: Option<f64>,
+    /// RSS when the phase started in MiB (Linux): `peak_rss_mib` minus this is what the
+    /// phase itself allocated, without the binary and its libraries.
+    pub base_rss_mib: Option<f64>,
     /// Minor page faults per timed iteration (Linux, whole process). Thousands here mean
     /// the allocator hands freed buffers back to the kernel and faults them in again (see
     /// `trm_backend::keep_freed_memory`).
@@ -207,7 +220,8 @@ impl BenchResult {
             gflop: flop / 1e9,
             gflops: if med > 0.0 { flop / med / 1e9 } else { 0.0 },
             frac_of_matmul: None,
-            peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+            peak_rss_mib: peak_rss_bytes().map(mib),
+            base_rss_mib: None,
             page_faults_per_iter: timings.page_faults_per_iter,
         }
     }
@@ -258,7 +272,7 @@ pub fn bench_matmul<B: Backend>(
     spec: (usize, usize),
     device: &B::Device,
 ) -> BenchResult {
-    reset_peak_rss();
+    let base_rss = phase_start();
     let a = Tensor::<B, 2>::random([n, k], Distribution::Normal(0.0, 1.0), device);
     let b = Tensor::<B, 2>::random([k, m], Distribution::Normal(0.0, 1.0), device);
     sync::<B>(device);
@@ -278,6 +292,7 @@ pub fn bench_matmul<B: Backend>(
         2.0 * (n * k * m) as f64,
     );
     r.hidden = k;
+    r.base_rss_mib = base_rss;
     r
 }
 
@@ -285,7 +300,7 @@ pub fn bench_matmul<B: Backend>(
 /// autodiff, heads, the ACT loss, backward, and an AdamW step (burn's; the official trainer
 /// uses AdamATan2, which costs the same elementwise work).
 pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, device: &B::Device) -> BenchResult {
-    reset_peak_rss();
+    let base_rss = phase_start();
     let cfg = &spec.config;
     let mut model: Trm<B> = cfg.init(device);
     let mut optim = AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.1).init::<B, Trm<B>>();
@@ -301,7 +316,7 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         carry = Some(out.carry);
         sync::<B>(device);
     });
-    BenchResult::new(
+    let mut r = BenchResult::new(
         "train_step",
         &spec.name,
         &spec.backend,
@@ -310,7 +325,9 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         1,
         &timings,
         train_step_flops(cfg, batch),
-    )
+    );
+    r.base_rss_mib = base_rss;
+    r
 }
 
 /// Times inference for `n_sup` supervision steps (no early halting) on a batch of `batch`.
@@ -322,7 +339,7 @@ pub fn bench_inference<B: Backend>(
     n_sup: usize,
     device: &B::Device,
 ) -> BenchResult {
-    reset_peak_rss();
+    let base_rss = phase_start();
     let cfg = &spec.config;
     let model: Trm<B> = cfg.init(device);
     let (inputs, _, ids) = synthetic_batch::<B>(cfg, batch, device);
@@ -331,7 +348,7 @@ pub fn bench_inference<B: Backend>(
         let out = trm_inference(&model, inputs.clone(), ids.clone(), options);
         std::hint::black_box(out);
     });
-    BenchResult::new(
+    let mut r = BenchResult::new(
         kind,
         &spec.name,
         &spec.backend,
@@ -340,7 +357,9 @@ pub fn bench_inference<B: Backend>(
         n_sup,
         &timings,
         inference_flops(cfg, batch, n_sup),
-    )
+    );
+    r.base_rss_mib = base_rss;
+    r
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::attention::{Attention, Rope};
 use crate::config::TrmConfig;
+use crate::kernels::contiguous;
 use crate::layers::{rms_norm, SwiGlu};
 
 /// One post-norm block: a sequence mixer (attention, or the token-mixing MLP of TRM-MLP)
@@ -38,9 +39,10 @@ impl<B: Backend> Block<B> {
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
         let h = if let Some(mlp_t) = &self.mlp_t {
             // Mix along the sequence: the norm here runs over the sequence axis, per channel.
-            let t = h.swap_dims(1, 2);
+            // `contiguous` lays each swapped view out once (a no-op off the CPU backend).
+            let t = contiguous(h.swap_dims(1, 2));
             let t = rms_norm(t.clone() + mlp_t.forward(t), self.eps);
-            t.swap_dims(1, 2)
+            contiguous(t.swap_dims(1, 2))
         } else {
             let attention = self.attention.as_ref().expect("a block has attention or mlp_t");
             rms_norm(h.clone() + attention.forward(h, rope), self.eps)

@@ -15,6 +15,71 @@ pub(crate) struct Dims {
     pub d_out: usize,
 }
 
+/// A strided float32 matrix over a slice, for [`matmul_new`].
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "buffer length matches its dims");
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The transpose, as a view of the same data.
+    fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+}
+
+/// a·b into a new row-major buffer. Unlike `general_mat_mul` into `vec![0.0; n]` it does
+/// not zero the output first: for the mlp_t mixer's [B·D, 512] products that memset was
+/// ~9 % of inference (`perf`), since the kept heap (trm_backend::keep_freed_memory)
+/// hands calloc reused blocks that it must clear.
+#[allow(unsafe_code)]
+fn matmul_new(a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
+    assert_eq!(a.cols, b.rows, "inner dimensions agree");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for x in [a, b] {
+        // The last element the strides reach lies inside the slice.
+        let last =
+            if x.rows == 0 || x.cols == 0 { 0 } else { (x.rows - 1) * x.row_stride + (x.cols - 1) * x.col_stride };
+        assert!(x.rows == 0 || x.cols == 0 || last < x.data.len(), "strides stay inside the buffer");
+    }
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    // SAFETY: the asserts above keep every read of a and b inside their slices (the strides
+    // are at most the slice lengths, far below isize::MAX). C is the m·n elements of `out`'s
+    // capacity, row-major (row stride n, column stride 1), written and never read: with
+    // beta = 0 matrixmultiply writes every element of C without reading it ("If β is zero,
+    // then C does not need to be initialized", its docs), also when k = 0 (it writes zeros).
+    // So all m·n elements are initialised before `set_len`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
 fn view(x: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
     ArrayView2::from_shape((rows, cols), x).expect("buffer length matches its dims")
 }
@@ -33,20 +98,17 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) ->
     if dims.rows <= FEW_ROWS {
         return forward_few_rows(x, w, bias, dims);
     }
-    let mut out = vec![0.0f32; dims.rows * dims.d_out];
-    // As Burn does: the product first, then the bias added to it (C = 1·x·W + 1·b).
-    let beta = match bias {
-        Some(b) => {
-            out.chunks_exact_mut(dims.d_out).for_each(|row| row.copy_from_slice(b));
-            1.0
-        }
-        None => 0.0,
+    let Some(b) = bias else {
+        return matmul_new(Mat::row_major(x, dims.rows, dims.d_in), Mat::row_major(w, dims.d_in, dims.d_out));
     };
+    // As Burn does: the product first, then the bias added to it (C = 1·x·W + 1·b).
+    let mut out = Vec::with_capacity(dims.rows * dims.d_out);
+    (0..dims.rows).for_each(|_| out.extend_from_slice(b));
     general_mat_mul(
         1.0,
         &view(x, dims.rows, dims.d_in),
         &view(w, dims.d_in, dims.d_out),
-        beta,
+        1.0,
         &mut view_mut(&mut out, dims.rows, dims.d_out),
     );
     out
@@ -69,18 +131,12 @@ fn forward_few_rows(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> V
 
 /// dx = dy·Wᵀ.
 pub(crate) fn grad_x(w: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    let mut dx = vec![0.0f32; dims.rows * dims.d_in];
-    let w = view(w, dims.d_in, dims.d_out);
-    general_mat_mul(1.0, &view(dy, dims.rows, dims.d_out), &w.t(), 0.0, &mut view_mut(&mut dx, dims.rows, dims.d_in));
-    dx
+    matmul_new(Mat::row_major(dy, dims.rows, dims.d_out), Mat::row_major(w, dims.d_in, dims.d_out).t())
 }
 
 /// dW = xᵀ·dy.
 pub(crate) fn grad_w(x: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    let mut dw = vec![0.0f32; dims.d_in * dims.d_out];
-    let x = view(x, dims.rows, dims.d_in);
-    general_mat_mul(1.0, &x.t(), &view(dy, dims.rows, dims.d_out), 0.0, &mut view_mut(&mut dw, dims.d_in, dims.d_out));
-    dw
+    matmul_new(Mat::row_major(x, dims.rows, dims.d_in).t(), Mat::row_major(dy, dims.rows, dims.d_out))
 }
 
 /// db = column sums of dy.
@@ -127,6 +183,24 @@ mod tests {
         }
         let no_bias = forward(&x, &w, None, dims);
         close(no_bias[7], y[7] as f64 - b[2] as f64);
+    }
+
+    #[test]
+    fn products_into_fresh_buffers_write_every_element() {
+        // Leave NaN in freed memory of the size about to be asked for, so an element the
+        // GEMM skipped would show; with k = 0 the product is all zeros.
+        let dims = Dims { rows: 64, d_in: 0, d_out: 48 };
+        for _ in 0..4 {
+            drop(std::hint::black_box(vec![f32::NAN; dims.rows * dims.d_out]));
+            assert!(forward(&[], &[], None, dims).iter().all(|&v| v == 0.0));
+        }
+        let dims = Dims { rows: 37, d_in: 11, d_out: 29 };
+        let (x, w, dy) = (values(37 * 11, 8), values(11 * 29, 9), values(37 * 29, 10));
+        drop(std::hint::black_box(vec![f32::NAN; 37 * 29]));
+        let y = forward(&x, &w, None, dims);
+        let (dx, dw) = (grad_x(&w, &dy, dims), grad_w(&x, &dy, dims));
+        assert!(y.iter().chain(&dx).chain(&dw).all(|v| v.is_finite()));
+        assert_eq!((y.len(), dx.len(), dw.len()), (37 * 29, 37 * 11, 11 * 29));
     }
 
     #[test]

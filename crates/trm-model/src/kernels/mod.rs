@@ -101,6 +101,19 @@ pub fn linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>, b: O
     burn::tensor::module::linear(x, w, b)
 }
 
+/// `x` laid out in row-major order; values and gradients are those of `x`. On the CPU
+/// backend a strided view (as `swap_dims` makes) is copied here once, so the kernels after
+/// it read contiguous data instead of each gathering the view again (the mlp_t mixer's
+/// gate and up projections, the residual add, and the saved input of each backward). On
+/// other backends, and when `x` already is contiguous, it is `x` itself.
+pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::contiguous(&x) {
+        return out;
+    }
+    x
+}
+
 /// Parameter-free RMSNorm over the last dimension: x / sqrt(mean(x²) + eps).
 pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
     #[cfg(feature = "cpu-kernels")]
@@ -183,6 +196,29 @@ mod tests {
         assert!(!ndarray_glue::supported::<
             Autodiff<Nd, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>,
         >());
+    }
+
+    #[test]
+    fn contiguous_copies_strided_views_and_passes_gradients_through() {
+        let device = Default::default();
+        let x = deterministic::<Ad, 3>([2, 5, 3], 4, &device).require_grad();
+        let swapped = x.clone().swap_dims(1, 2);
+        let copied = contiguous(swapped.clone());
+        let is_row_major = |t: &Tensor<Ad, 3>| {
+            let inner = t.clone().into_primitive().tensor().primitive;
+            let burn_ndarray::NdArrayTensor::F32(storage) = inner else { panic!("float32") };
+            storage.view().is_standard_layout()
+        };
+        assert!(!is_row_major(&swapped) && is_row_major(&copied));
+        assert_eq!(values(copied.clone()), values(swapped));
+        // d/dx Σ w·contiguous(xᵀ) = wᵀ, the same as without the copy.
+        let w = deterministic::<Ad, 3>([2, 3, 5], 8, &device);
+        let g = (copied * w.clone()).sum().backward();
+        assert_eq!(values(x.grad(&g).unwrap()), values(w.inner().swap_dims(1, 2)));
+        // A contiguous input comes back as it is, and the inner backend copies too.
+        let plain = deterministic::<Nd, 3>([2, 5, 3], 1, &device);
+        assert_eq!(values(contiguous(plain.clone())), values(plain.clone()));
+        assert_eq!(values(contiguous(plain.clone().swap_dims(0, 2))), values(plain.swap_dims(0, 2)));
     }
 
     #[test]
