@@ -3,8 +3,9 @@
 //! - `cargo xtask ci`: what `.ci/run` runs (fmt check, tests, clippy).
 //! - `cargo xtask parity [DIR]`: `trm parity` on every fixture folder (release build).
 //! - `cargo xtask check-gpu`: compile the wgpu and cuda paths (no GPU needed).
-//! - `cargo xtask bench [--features wgpu,cuda] [--vs-official DIR]`: `trm bench` on the
-//!   issue-5 configurations for every backend built, criterion micro-benchmarks, and
+//! - `cargo xtask bench [--features wgpu,cuda] [--vs-official DIR --python PY
+//!   [--official-compile]]`: `trm bench` on the issue-5 configurations for every backend
+//!   built, the official code beside it, criterion micro-benchmarks, and
 //!   docs/benchmarks.md (see bench.rs).
 
 mod bench;
