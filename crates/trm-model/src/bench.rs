@@ -202,6 +202,7 @@ impl BenchResult {
         n_sup: usize,
         timings: &Timings,
         flop: f64,
+        base_rss_mib: Option<f64>,
     ) -> Self {
         let samples = &timings.seconds;
         let med = median(samples);
@@ -221,7 +222,7 @@ impl BenchResult {
             gflops: if med > 0.0 { flop / med / 1e9 } else { 0.0 },
             frac_of_matmul: None,
             peak_rss_mib: peak_rss_bytes().map(mib),
-            base_rss_mib: None,
+            base_rss_mib,
             page_faults_per_iter: timings.page_faults_per_iter,
         }
     }
@@ -290,9 +291,9 @@ pub fn bench_matmul<B: Backend>(
         1,
         &timings,
         2.0 * (n * k * m) as f64,
+        base_rss,
     );
     r.hidden = k;
-    r.base_rss_mib = base_rss;
     r
 }
 
@@ -316,7 +317,7 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         carry = Some(out.carry);
         sync::<B>(device);
     });
-    let mut r = BenchResult::new(
+    BenchResult::new(
         "train_step",
         &spec.name,
         &spec.backend,
@@ -325,9 +326,8 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         1,
         &timings,
         train_step_flops(cfg, batch),
-    );
-    r.base_rss_mib = base_rss;
-    r
+        base_rss,
+    )
 }
 
 /// Times inference for `n_sup` supervision steps (no early halting) on a batch of `batch`.
@@ -348,7 +348,7 @@ pub fn bench_inference<B: Backend>(
         let out = trm_inference(&model, inputs.clone(), ids.clone(), options);
         std::hint::black_box(out);
     });
-    let mut r = BenchResult::new(
+    BenchResult::new(
         kind,
         &spec.name,
         &spec.backend,
@@ -357,9 +357,8 @@ pub fn bench_inference<B: Backend>(
         n_sup,
         &timings,
         inference_flops(cfg, batch, n_sup),
-    );
-    r.base_rss_mib = base_rss;
-    r
+        base_rss,
+    )
 }
 
 #[cfg(test)]

@@ -15,61 +15,35 @@ pub(crate) struct Dims {
     pub d_out: usize,
 }
 
-/// A strided float32 matrix over a slice, for [`matmul_new`].
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Mat<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert_eq!(data.len(), rows * cols, "buffer length matches its dims");
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    /// The transpose, as a view of the same data.
-    fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-}
-
 /// a·b into a new row-major buffer. Unlike `general_mat_mul` into `vec![0.0; n]` it does
 /// not zero the output first: for the mlp_t mixer's [B·D, 512] products that memset was
 /// ~9 % of inference (`perf`), since the kept heap (trm_backend::keep_freed_memory)
 /// hands calloc reused blocks that it must clear.
 #[allow(unsafe_code)]
-fn matmul_new(a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
-    assert_eq!(a.cols, b.rows, "inner dimensions agree");
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    for x in [a, b] {
-        // The last element the strides reach lies inside the slice.
-        let last =
-            if x.rows == 0 || x.cols == 0 { 0 } else { (x.rows - 1) * x.row_stride + (x.cols - 1) * x.col_stride };
-        assert!(x.rows == 0 || x.cols == 0 || last < x.data.len(), "strides stay inside the buffer");
-    }
+fn matmul_new(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Vec<f32> {
+    let ((m, k), (k_b, n)) = (a.dim(), b.dim());
+    assert_eq!(k, k_b, "inner dimensions agree");
+    let [rsa, csa] = [a.strides()[0], a.strides()[1]];
+    let [rsb, csb] = [b.strides()[0], b.strides()[1]];
     let mut out = Vec::<f32>::with_capacity(m * n);
-    // SAFETY: the asserts above keep every read of a and b inside their slices (the strides
-    // are at most the slice lengths, far below isize::MAX). C is the m·n elements of `out`'s
-    // capacity, row-major (row stride n, column stride 1), written and never read: with
-    // beta = 0 matrixmultiply writes every element of C without reading it ("If β is zero,
-    // then C does not need to be initialized", its docs), also when k = 0 (it writes zeros).
-    // So all m·n elements are initialised before `set_len`.
+    // SAFETY: a and b are ndarray views, whose pointer and strides reach only elements of
+    // their (borrowed, alive) data. C is the m·n elements of `out`'s capacity, row-major
+    // (row stride n, column stride 1), written and never read: with beta = 0 matrixmultiply
+    // writes every element of C without reading it ("If β is zero, then C does not need to
+    // be initialized", its docs), also when k = 0 (it writes zeros). So all m·n elements are
+    // initialised before `set_len`.
     unsafe {
         matrixmultiply::sgemm(
             m,
             k,
             n,
             1.0,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
             0.0,
             out.as_mut_ptr(),
             n as isize,
@@ -99,7 +73,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) ->
         return forward_few_rows(x, w, bias, dims);
     }
     let Some(b) = bias else {
-        return matmul_new(Mat::row_major(x, dims.rows, dims.d_in), Mat::row_major(w, dims.d_in, dims.d_out));
+        return matmul_new(view(x, dims.rows, dims.d_in), view(w, dims.d_in, dims.d_out));
     };
     // As Burn does: the product first, then the bias added to it (C = 1·x·W + 1·b).
     let mut out = Vec::with_capacity(dims.rows * dims.d_out);
@@ -131,12 +105,12 @@ fn forward_few_rows(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> V
 
 /// dx = dy·Wᵀ.
 pub(crate) fn grad_x(w: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    matmul_new(Mat::row_major(dy, dims.rows, dims.d_out), Mat::row_major(w, dims.d_in, dims.d_out).t())
+    matmul_new(view(dy, dims.rows, dims.d_out), view(w, dims.d_in, dims.d_out).t())
 }
 
 /// dW = xᵀ·dy.
 pub(crate) fn grad_w(x: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    matmul_new(Mat::row_major(x, dims.rows, dims.d_in).t(), Mat::row_major(dy, dims.rows, dims.d_out))
+    matmul_new(view(x, dims.rows, dims.d_in).t(), view(dy, dims.rows, dims.d_out))
 }
 
 /// db = column sums of dy.
