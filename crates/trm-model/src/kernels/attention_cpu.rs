@@ -8,11 +8,11 @@
 //! of keeping the [B, H, S, S] probabilities: per call it keeps the rotated q and k (two new
 //! [B, S, D] buffers), v by reference and one float per score row.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView3, ArrayViewMut3};
 use rayon::prelude::*;
 
 use super::fast_math;
+use super::gemm_cpu::{gemm_into, Threads};
 
 /// Shape of q, k, v and the output: [b, s, h, d].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,19 +134,60 @@ pub(crate) fn forward(
         let mut p = Array2::<f32>::zeros((dims.s, dims.s));
         for h in 0..dims.h {
             let (qh, kh, vh) = (qi.slice(s![.., h, ..]), ki.slice(s![.., h, ..]), vi.slice(s![.., h, ..]));
-            general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut p);
-            for (row, lse) in p.rows_mut().into_iter().zip(&mut lse[h * dims.s..(h + 1) * dims.s]) {
-                let row = row.into_slice().expect("a fresh [s, s] array is standard layout");
-                *lse = softmax_in_place(row);
-            }
-            general_mat_mul(1.0, &p, &vh, 0.0, &mut out.slice_mut(s![.., h, ..]));
+            gemm_into(scale, &qh, &kh.t(), 0.0, &mut p.view_mut(), Threads::One);
+            let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
+            softmax_rows(rows, dims.s, &mut lse[h * dims.s..(h + 1) * dims.s]);
+            gemm_into(1.0, &p.view(), &vh, 0.0, &mut out.slice_mut(s![.., h, ..]), Threads::One);
         }
     });
     let saved = save.then_some(Saved { q_rot, k_rot, lse });
     (out, saved)
 }
 
+/// Replaces every `s`-long row of `p` by its softmax and writes its log-sum-exp to `lse`.
+///
+/// Compiled for the widest SIMD the CPU has ([`fast_math::widest_simd`]): the `exp`
+/// polynomial over B·H·S² scores is compute-bound.
+fn softmax_rows(p: &mut [f32], s: usize, lse: &mut [f32]) {
+    fast_math::widest_simd(
+        #[inline(always)]
+        || {
+            for (row, lse) in p.chunks_exact_mut(s).zip(lse) {
+                *lse = softmax_in_place(row);
+            }
+        },
+    )
+}
+
+/// P = exp(scores − lse) row by row, the probabilities the forward normalised (widest SIMD, as
+/// [`softmax_rows`]).
+fn probabilities_from_lse(p: &mut [f32], s: usize, lse: &[f32]) {
+    fast_math::widest_simd(
+        #[inline(always)]
+        || {
+            for (row, &lse) in p.chunks_exact_mut(s).zip(lse) {
+                row.iter_mut().for_each(|x| *x = fast_math::exp(*x - lse));
+            }
+        },
+    )
+}
+
+/// dS = P ∘ (dP − rowsum(P ∘ dP)) · scale in place of dP, row by row (widest SIMD, as
+/// [`softmax_rows`]).
+fn softmax_backward_rows(p: &[f32], dp: &mut [f32], s: usize, scale: f32) {
+    fast_math::widest_simd(
+        #[inline(always)]
+        || {
+            for (p_row, dp_row) in p.chunks_exact(s).zip(dp.chunks_exact_mut(s)) {
+                let dot = fast_math::dot(p_row, dp_row);
+                dp_row.iter_mut().zip(p_row).for_each(|(g, &p)| *g = p * (*g - dot) * scale);
+            }
+        },
+    )
+}
+
 /// Replaces `row` by its softmax; returns its log-sum-exp.
+#[inline(always)]
 pub(crate) fn softmax_in_place(row: &mut [f32]) -> f32 {
     let max = fast_math::max(row);
     row.iter_mut().for_each(|x| *x = fast_math::exp(*x - max));
@@ -191,22 +232,20 @@ pub(crate) fn backward(
                         doi.slice(s![.., h, ..]),
                     );
                     // P from the saved log-sum-exp.
-                    general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut p);
-                    for (mut row, lse) in p.rows_mut().into_iter().zip(&lse[h * dims.s..(h + 1) * dims.s]) {
-                        row.mapv_inplace(|x| fast_math::exp(x - lse));
-                    }
-                    general_mat_mul(1.0, &p.t(), &doh, 0.0, &mut dvi.slice_mut(s![.., h, ..]));
-                    general_mat_mul(1.0, &doh, &vh.t(), 0.0, &mut dp);
+                    gemm_into(scale, &qh, &kh.t(), 0.0, &mut p.view_mut(), Threads::One);
+                    let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
+                    probabilities_from_lse(rows, dims.s, &lse[h * dims.s..(h + 1) * dims.s]);
+                    gemm_into(1.0, &p.t(), &doh, 0.0, &mut dvi.slice_mut(s![.., h, ..]), Threads::One);
+                    gemm_into(1.0, &doh, &vh.t(), 0.0, &mut dp.view_mut(), Threads::One);
                     // dS = P ∘ (dP − rowsum(P ∘ dP)), with the score scale folded in.
-                    for (p_row, mut dp_row) in p.rows().into_iter().zip(dp.rows_mut()) {
-                        let dot = fast_math::dot(
-                            p_row.as_slice().expect("rows of a fresh [s, s] array are contiguous"),
-                            dp_row.as_slice().expect("rows of a fresh [s, s] array are contiguous"),
-                        );
-                        dp_row.zip_mut_with(&p_row, |g, &p| *g = p * (*g - dot) * scale);
-                    }
-                    general_mat_mul(1.0, &dp, &kh, 0.0, &mut dqi.slice_mut(s![.., h, ..]));
-                    general_mat_mul(1.0, &dp.t(), &qh, 0.0, &mut dki.slice_mut(s![.., h, ..]));
+                    softmax_backward_rows(
+                        p.as_slice().expect("a fresh [s, s] array is standard layout"),
+                        dp.as_slice_mut().expect("a fresh [s, s] array is standard layout"),
+                        dims.s,
+                        scale,
+                    );
+                    gemm_into(1.0, &dp.view(), &kh, 0.0, &mut dqi.slice_mut(s![.., h, ..]), Threads::One);
+                    gemm_into(1.0, &dp.t(), &qh, 0.0, &mut dki.slice_mut(s![.., h, ..]), Threads::One);
                 }
             }
             if let Some(rope) = rope {
@@ -324,6 +363,37 @@ mod tests {
                         rope.is_some()
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_dispatched_rows_are_bit_identical_to_the_plain_loops() {
+        // The row loops run at the widest SIMD width the CPU has; the same arithmetic in a
+        // plain loop must give the same bits (no FMA contraction, same summation order).
+        let s = 97;
+        let scores = values(3 * s * s, 11, 40.0);
+        let mut p = scores.clone();
+        let mut lse = vec![0.0f32; 3 * s];
+        softmax_rows(&mut p, s, &mut lse);
+        let mut want = scores.clone();
+        for (row, &got_lse) in want.chunks_exact_mut(s).zip(&lse) {
+            assert_eq!(softmax_in_place(row).to_bits(), got_lse.to_bits());
+        }
+        assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+
+        let mut again = scores.clone();
+        probabilities_from_lse(&mut again, s, &lse);
+        let plain: Vec<f32> = scores.iter().enumerate().map(|(i, &x)| fast_math::exp(x - lse[i / s])).collect();
+        assert!(again.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
+
+        let dp = values(3 * s * s, 12, 1.0);
+        let mut ds = dp.clone();
+        softmax_backward_rows(&p, &mut ds, s, 0.25);
+        for ((p_row, dp_row), ds_row) in p.chunks_exact(s).zip(dp.chunks_exact(s)).zip(ds.chunks_exact(s)) {
+            let dot = fast_math::dot(p_row, dp_row);
+            for ((&p, &g), &got) in p_row.iter().zip(dp_row).zip(ds_row) {
+                assert_eq!((p * (g - dot) * 0.25).to_bits(), got.to_bits());
             }
         }
     }

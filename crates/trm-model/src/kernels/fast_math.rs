@@ -3,6 +3,17 @@
 //! per element, ~10 % of a training step before). Within 2 float32 ulp of the true value on
 //! the whole range, like libm.
 
+/// Runs `f` compiled for the widest SIMD this CPU has (pulp's run-time dispatch: AVX-512,
+/// AVX2+FMA, else the baseline the crate is built for). For the compute-bound loops (the
+/// `exp` polynomial over scores and SwiGLU activations); pass an `#[inline(always)]`
+/// closure that calls only `#[inline(always)]` functions, so its whole body is compiled for
+/// the chosen width. Rust does not contract `a·b + c` into an FMA, so every width computes
+/// the same bits.
+#[inline(always)]
+pub(crate) fn widest_simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 /// Below this e^x is under float32's smallest normal and the result is 0.
 const MIN_ARG: f32 = -87.336_55;
 /// Above this the result is clamped to e^88 (finite) instead of overflowing to infinity.
@@ -66,11 +77,13 @@ fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
 }
 
 /// Σ x_i.
+#[inline(always)]
 pub(crate) fn sum(x: &[f32]) -> f32 {
     lane_sum(x.len(), |i| x[i])
 }
 
 /// Σ x_i·y_i over the shorter length.
+#[inline(always)]
 pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
@@ -79,6 +92,7 @@ pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
 
 /// max x_i (−∞ for an empty slice; NaNs are skipped, and propagate through the exp and sum
 /// of a softmax instead).
+#[inline(always)]
 pub(crate) fn max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut chunks = x.chunks_exact(LANES);

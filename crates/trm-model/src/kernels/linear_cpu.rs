@@ -4,8 +4,9 @@
 //! afterwards) and burn-ndarray copies on every reshape; here each product is one GEMM over
 //! [B·S, D] views of the same buffers.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::gemm_cpu::{gemm_into, matmul_new, Threads};
 
 /// Rows (product of the leading dimensions), input width, output width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,45 +14,6 @@ pub(crate) struct Dims {
     pub rows: usize,
     pub d_in: usize,
     pub d_out: usize,
-}
-
-/// a·b into a new row-major buffer. Unlike `general_mat_mul` into `vec![0.0; n]` it does
-/// not zero the output first: for the mlp_t mixer's [B·D, 512] products that memset was
-/// ~9 % of inference (`perf`), since the kept heap (trm_backend::keep_freed_memory)
-/// hands calloc reused blocks that it must clear.
-#[allow(unsafe_code)]
-fn matmul_new(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Vec<f32> {
-    let ((m, k), (k_b, n)) = (a.dim(), b.dim());
-    assert_eq!(k, k_b, "inner dimensions agree");
-    let [rsa, csa] = [a.strides()[0], a.strides()[1]];
-    let [rsb, csb] = [b.strides()[0], b.strides()[1]];
-    let mut out = Vec::<f32>::with_capacity(m * n);
-    // SAFETY: a and b are ndarray views, whose pointer and strides reach only elements of
-    // their (borrowed, alive) data. C is the m·n elements of `out`'s capacity, row-major
-    // (row stride n, column stride 1), written and never read: with beta = 0 matrixmultiply
-    // writes every element of C without reading it ("If β is zero, then C does not need to
-    // be initialized", its docs), also when k = 0 (it writes zeros). So all m·n elements are
-    // initialised before `set_len`.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            0.0,
-            out.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-        out.set_len(m * n);
-    }
-    out
 }
 
 fn view(x: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
@@ -73,17 +35,18 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) ->
         return forward_few_rows(x, w, bias, dims);
     }
     let Some(b) = bias else {
-        return matmul_new(view(x, dims.rows, dims.d_in), view(w, dims.d_in, dims.d_out));
+        return matmul_new(&view(x, dims.rows, dims.d_in), &view(w, dims.d_in, dims.d_out), Threads::Pool);
     };
     // As Burn does: the product first, then the bias added to it (C = 1·x·W + 1·b).
     let mut out = Vec::with_capacity(dims.rows * dims.d_out);
     (0..dims.rows).for_each(|_| out.extend_from_slice(b));
-    general_mat_mul(
+    gemm_into(
         1.0,
         &view(x, dims.rows, dims.d_in),
         &view(w, dims.d_in, dims.d_out),
         1.0,
         &mut view_mut(&mut out, dims.rows, dims.d_out),
+        Threads::Pool,
     );
     out
 }
@@ -105,12 +68,12 @@ fn forward_few_rows(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> V
 
 /// dx = dy·Wᵀ.
 pub(crate) fn grad_x(w: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    matmul_new(view(dy, dims.rows, dims.d_out), view(w, dims.d_in, dims.d_out).t())
+    matmul_new(&view(dy, dims.rows, dims.d_out), &view(w, dims.d_in, dims.d_out).t(), Threads::Pool)
 }
 
 /// dW = xᵀ·dy.
 pub(crate) fn grad_w(x: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    matmul_new(view(x, dims.rows, dims.d_in).t(), view(dy, dims.rows, dims.d_out))
+    matmul_new(&view(x, dims.rows, dims.d_in).t(), &view(dy, dims.rows, dims.d_out), Threads::Pool)
 }
 
 /// db = column sums of dy.
