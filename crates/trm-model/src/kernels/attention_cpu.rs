@@ -8,7 +8,7 @@
 //! of keeping the [B, H, S, S] probabilities: per call it keeps the rotated q and k (two new
 //! [B, S, D] buffers), v by reference and one float per score row.
 
-use ndarray::{s, Array2, ArrayView3, ArrayViewMut3};
+use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 use rayon::prelude::*;
 
 use super::fast_math;
@@ -123,25 +123,62 @@ pub(crate) fn forward(
     let mut out = vec![0.0f32; dims.len()];
     let mut lse = vec![0.0f32; dims.b * dims.h * dims.s];
     let scale = dims.scale();
-    out.par_chunks_mut(dims.item()).zip(lse.par_chunks_mut(dims.h * dims.s)).enumerate().for_each(|(b, (out, lse))| {
-        let range = b * dims.item()..(b + 1) * dims.item();
-        let (qi, ki, vi) = (
-            item_view(&q_rot[range.clone()], dims),
-            item_view(&k_rot[range.clone()], dims),
-            item_view(&v[range], dims),
-        );
-        let mut out = item_view_mut(out, dims);
-        let mut p = Array2::<f32>::zeros((dims.s, dims.s));
-        for h in 0..dims.h {
-            let (qh, kh, vh) = (qi.slice(s![.., h, ..]), ki.slice(s![.., h, ..]), vi.slice(s![.., h, ..]));
-            gemm_into(scale, &qh, &kh.t(), 0.0, &mut p.view_mut(), Threads::One);
-            let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
-            softmax_rows(rows, dims.s, &mut lse[h * dims.s..(h + 1) * dims.s]);
-            gemm_into(1.0, &p.view(), &vh, 0.0, &mut out.slice_mut(s![.., h, ..]), Threads::One);
+    fn item(x: &[f32], b: usize, dims: Dims) -> ArrayView3<'_, f32> {
+        item_view(&x[b * dims.item()..(b + 1) * dims.item()], dims)
+    }
+    if dims.b < rayon::current_num_threads() {
+        // Fewer items than threads (batch 1): one task per (item, head), each into its own
+        // [s, hd] block, scattered into the [s, h, hd] layout afterwards; one task per item
+        // would leave the other threads idle for the whole attention.
+        let heads: Vec<(Array2<f32>, Vec<f32>)> = (0..dims.b * dims.h)
+            .into_par_iter()
+            .map(|bh| {
+                let (b, h) = (bh / dims.h, bh % dims.h);
+                let mut p = Array2::<f32>::zeros((dims.s, dims.s));
+                let mut out_h = Array2::<f32>::zeros((dims.s, dims.d));
+                let mut lse_h = vec![0.0f32; dims.s];
+                let head = |x| item(x, b, dims).slice_move(s![.., h, ..]);
+                head_forward([head(&q_rot), head(&k_rot), head(v)], scale, &mut p, &mut out_h.view_mut(), &mut lse_h);
+                (out_h, lse_h)
+            })
+            .collect();
+        for (bh, (out_h, lse_h)) in heads.into_iter().enumerate() {
+            let (b, h) = (bh / dims.h, bh % dims.h);
+            item_view_mut(&mut out[b * dims.item()..(b + 1) * dims.item()], dims)
+                .slice_mut(s![.., h, ..])
+                .assign(&out_h);
+            lse[bh * dims.s..(bh + 1) * dims.s].copy_from_slice(&lse_h);
         }
-    });
+    } else {
+        out.par_chunks_mut(dims.item()).zip(lse.par_chunks_mut(dims.h * dims.s)).enumerate().for_each(
+            |(b, (out, lse))| {
+                let (qi, ki, vi) = (item(&q_rot, b, dims), item(&k_rot, b, dims), item(v, b, dims));
+                let mut out = item_view_mut(out, dims);
+                let mut p = Array2::<f32>::zeros((dims.s, dims.s));
+                for (h, lse_h) in lse.chunks_exact_mut(dims.s).enumerate() {
+                    let qkv = [qi.slice(s![.., h, ..]), ki.slice(s![.., h, ..]), vi.slice(s![.., h, ..])];
+                    head_forward(qkv, scale, &mut p, &mut out.slice_mut(s![.., h, ..]), lse_h);
+                }
+            },
+        );
+    }
     let saved = save.then_some(Saved { q_rot, k_rot, lse });
     (out, saved)
+}
+
+/// One head: out = softmax(scale·q kᵀ) v and the rows' log-sum-exp, through the [s, s]
+/// scratch `p`.
+fn head_forward(
+    [q, k, v]: [ArrayView2<'_, f32>; 3],
+    scale: f32,
+    p: &mut Array2<f32>,
+    out: &mut ArrayViewMut2<'_, f32>,
+    lse: &mut [f32],
+) {
+    gemm_into(scale, &q, &k.t(), 0.0, &mut p.view_mut(), Threads::One);
+    let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
+    softmax_rows(rows, q.nrows(), lse);
+    gemm_into(1.0, &p.view(), &v, 0.0, out, Threads::One);
 }
 
 /// Replaces every `s`-long row of `p` by its softmax and writes its log-sum-exp to `lse`.
@@ -327,10 +364,18 @@ mod tests {
         let dims = Dims { b: 2, s: 7, h: 3, d: 8 };
         let (q, k, v) = (values(dims.len(), 1, 2.0), values(dims.len(), 2, 2.0), values(dims.len(), 3, 1.0));
         let (cos, sin) = tables(9, dims.d);
+        // One thread: a task per batch item; four threads (more than the 2 items): a task
+        // per (item, head), scattered back. Both give the same output and log-sum-exps.
+        let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for rope in [None, Some(RopeTables { cos: &cos, sin: &sin })] {
-            let (out, saved) = forward(&q, &k, &v, dims, rope, true);
+            let (per_item, per_head) = (pool(1), pool(4));
+            let (out, saved) = per_item.install(|| forward(&q, &k, &v, dims, rope, true));
             close(&out, &naive(&q, &k, &v, dims, rope), 1e-5);
-            assert_eq!(saved.map(|s| s.lse.len()), Some(dims.b * dims.h * dims.s));
+            let saved = saved.expect("asked to save");
+            assert_eq!(saved.lse.len(), dims.b * dims.h * dims.s);
+            let (out_heads, saved_heads) = per_head.install(|| forward(&q, &k, &v, dims, rope, true));
+            assert_eq!(out_heads, out);
+            assert_eq!(saved_heads.expect("asked to save").lse, saved.lse);
         }
     }
 

@@ -6,7 +6,7 @@
 //! rayon's. `gemm` splits small products too, on the rayon pool the kernels already use, and
 //! picks AVX2/FMA or AVX-512 at run time. On the model's batch-1 shapes it is 1.8-2.2x
 //! faster with 2 threads; on the batch-32 shapes the two are within ±10 % of each other
-//! (docs/benchmarks.md, "Levers tried").
+//! (docs/perf-levers.md).
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
