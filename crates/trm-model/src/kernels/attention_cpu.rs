@@ -3,7 +3,8 @@
 //!
 //! Per batch item (one rayon task each) and head: scores = scale·q kᵀ with one GEMM into a
 //! reused [S, S] buffer, a row softmax in place (max, exp, sum, scale, while the row is in
-//! cache), then out = P v with one GEMM written straight into the output layout.
+//! cache), then out = P v with one GEMM written straight into the output layout. With fewer
+//! items than threads (batch 1) the forward makes each (item, head) a task instead.
 //! The backward recomputes P from the saved row log-sum-exp (as flash attention does) instead
 //! of keeping the [B, H, S, S] probabilities: per call it keeps the rotated q and k (two new
 //! [B, S, D] buffers), v by reference and one float per score row.
