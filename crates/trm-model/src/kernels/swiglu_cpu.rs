@@ -61,13 +61,19 @@ mod tests {
         g * u / (1.0 + (-g).exp())
     }
 
+    /// g spread over [−g_range, g_range] (saturated sigmoids at the ends), u and dout in [−1, 1].
+    fn inputs(n: usize, g_range: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let g = (0..n).map(|i| ((i * 7919) % 4001) as f32 / (2000.0 / g_range) - g_range).collect();
+        let u = (0..n).map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0).collect();
+        let dout = (0..n).map(|i| ((i * 31) % 13) as f32 / 6.5 - 1.0).collect();
+        (g, u, dout)
+    }
+
     #[test]
     fn forward_and_backward_match_the_definition() {
         // Covers several rayon chunks and saturated sigmoids.
         let n = 3 * CHUNK + 17;
-        let g: Vec<f32> = (0..n).map(|i| ((i * 7919) % 4001) as f32 / 100.0 - 20.0).collect();
-        let u: Vec<f32> = (0..n).map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0).collect();
-        let dout: Vec<f32> = (0..n).map(|i| ((i * 31) % 13) as f32 / 6.5 - 1.0).collect();
+        let (g, u, dout) = inputs(n, 20.0);
         let out = forward(&g, &u);
         let (dg, du) = backward(&g, &u, &dout);
         for i in 0..n {
@@ -85,9 +91,7 @@ mod tests {
     #[test]
     fn simd_dispatched_loops_are_bit_identical_to_plain_ones() {
         let n = CHUNK + 333;
-        let g: Vec<f32> = (0..n).map(|i| ((i * 7919) % 4001) as f32 / 50.0 - 40.0).collect();
-        let u: Vec<f32> = (0..n).map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0).collect();
-        let dout: Vec<f32> = (0..n).map(|i| ((i * 31) % 13) as f32 / 6.5 - 1.0).collect();
+        let (g, u, dout) = inputs(n, 40.0);
         let out = forward(&g, &u);
         let (dg, du) = backward(&g, &u, &dout);
         for i in 0..n {
