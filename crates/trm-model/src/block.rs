@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::attention::{Attention, Rope};
 use crate::config::TrmConfig;
-use crate::kernels::contiguous;
-use crate::layers::{rms_norm, SwiGlu};
+use crate::kernels::{add_rms_norm, contiguous};
+use crate::layers::SwiGlu;
 
 /// One post-norm block: a sequence mixer (attention, or the token-mixing MLP of TRM-MLP)
 /// then a channel SwiGLU, each followed by a residual add and parameter-free RMSNorm.
@@ -41,13 +41,13 @@ impl<B: Backend> Block<B> {
             // Mix along the sequence: the norm here runs over the sequence axis, per channel.
             // `contiguous` lays each swapped view out once (a no-op off the CPU backend).
             let t = contiguous(h.swap_dims(1, 2));
-            let t = rms_norm(t.clone() + mlp_t.forward(t), self.eps);
+            let t = add_rms_norm(t.clone(), mlp_t.forward(t), self.eps);
             contiguous(t.swap_dims(1, 2))
         } else {
             let attention = self.attention.as_ref().expect("a block has attention or mlp_t");
-            rms_norm(h.clone() + attention.forward(h, rope), self.eps)
+            add_rms_norm(h.clone(), attention.forward(h, rope), self.eps)
         };
-        rms_norm(h.clone() + self.mlp.forward(h), self.eps)
+        add_rms_norm(h.clone(), self.mlp.forward(h), self.eps)
     }
 }
 

@@ -209,8 +209,10 @@ impl<B: Backend> Trm<B> {
     pub fn latent_recursion(&self, x: &Tensor<B, 3>, y: Tensor<B, 3>, z: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let rope = self.rope.as_ref();
         let mut z = z;
+        // y + x is the same for all n latent updates (the official code re-adds it each time).
+        let injection = y.clone() + x.clone();
         for _ in 0..self.config().n_cycles {
-            z = self.net.forward(z, y.clone() + x.clone(), rope);
+            z = self.net.forward(z, injection.clone(), rope);
         }
         let y = self.net.forward(y, z.clone(), rope);
         (y, z)

@@ -15,7 +15,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::cache::KvCache;
 use crate::attention::Rope;
-use crate::layers::{rms_norm, Linear, SwiGlu};
+use crate::kernels::add_rms_norm;
+use crate::layers::{Linear, SwiGlu};
 
 /// K and V of one layer over L positions, [B, heads, L, head_dim] (K already rotated).
 #[derive(Debug, Clone)]
@@ -159,8 +160,8 @@ impl<B: Backend> ArBlock<B> {
 
     /// h [B, S, D].
     pub fn forward(&self, h: Tensor<B, 3>, rope: &Rope<B>, ctx: LayerContext<'_, B>) -> Tensor<B, 3> {
-        let h = rms_norm(h.clone() + self.attention.forward(h, rope, ctx), self.eps);
-        rms_norm(h.clone() + self.mlp.forward(h), self.eps)
+        let h = add_rms_norm(h.clone(), self.attention.forward(h, rope, ctx), self.eps);
+        add_rms_norm(h.clone(), self.mlp.forward(h), self.eps)
     }
 }
 

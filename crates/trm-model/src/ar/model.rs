@@ -190,8 +190,9 @@ impl<B: Backend> ArTrm<B> {
     ) -> ArState<B> {
         let ArState { mut y, mut z } = state;
         for _ in 0..cycles {
+            let injection = y.clone() + x.clone();
             for _ in 0..self.config.n_cycles {
-                z = self.net(z, y.clone() + x.clone(), ctx);
+                z = self.net(z, injection.clone(), ctx);
             }
             y = self.net(y, z.clone(), ctx);
         }

@@ -12,8 +12,8 @@
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 use rayon::prelude::*;
 
-use super::fast_math;
 use super::gemm_cpu::{gemm_into, Threads};
+use super::{buffers, fast_math};
 
 /// Shape of q, k, v and the output: [b, s, h, d].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ fn rope_item_transposed(g: &mut [f32], dims: Dims, rope: RopeTables<'_>) {
 
 /// A copy of `x` with RoPE applied when there is RoPE (the backward keeps it).
 fn rotated(x: &[f32], dims: Dims, rope: Option<RopeTables<'_>>) -> Vec<f32> {
-    let mut out = x.to_vec();
+    let mut out = buffers::copied(x);
     if let Some(rope) = rope {
         out.par_chunks_mut(dims.item()).for_each(|item| rope_item(item, dims, rope));
     }
@@ -121,7 +121,7 @@ pub(crate) fn forward(
 ) -> (Vec<f32>, Option<Saved>) {
     let q_rot = rotated(q, dims, rope);
     let k_rot = rotated(k, dims, rope);
-    let mut out = vec![0.0f32; dims.len()];
+    let mut out = buffers::zeroed(dims.len());
     let mut lse = vec![0.0f32; dims.b * dims.h * dims.s];
     let scale = dims.scale();
     fn item(x: &[f32], b: usize, dims: Dims) -> ArrayView3<'_, f32> {
@@ -244,7 +244,7 @@ pub(crate) fn backward(
     rope: Option<RopeTables<'_>>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = dims.len();
-    let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let (mut dq, mut dk, mut dv) = (buffers::zeroed(n), buffers::zeroed(n), buffers::zeroed(n));
     let scale = dims.scale();
     dq.par_chunks_mut(dims.item())
         .zip(dk.par_chunks_mut(dims.item()))

@@ -11,6 +11,8 @@
 #[cfg(feature = "cpu-kernels")]
 mod attention_cpu;
 #[cfg(feature = "cpu-kernels")]
+mod buffers;
+#[cfg(feature = "cpu-kernels")]
 mod cached_attention_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod fast_math;
@@ -119,10 +121,22 @@ pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 /// Parameter-free RMSNorm over the last dimension: x / sqrt(mean(x²) + eps).
 pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
     #[cfg(feature = "cpu-kernels")]
-    if let Some(out) = ndarray_glue::rms_norm(&x, eps) {
+    if let Some(out) = ndarray_glue::rms_norm(&x, None, eps) {
         return out;
     }
     rms_norm_reference(x, eps)
+}
+
+/// `rms_norm(x + residual, eps)`, the post-norm residual step. On the CPU backend the sum
+/// is formed inside the norm's pass (no separate add, same bits) and both inputs get the
+/// norm's input gradient.
+pub fn add_rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, residual: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::rms_norm(&x, Some(&residual), eps) {
+        return out;
+    }
+    // Other backends, or shapes that broadcast.
+    rms_norm(x + residual, eps)
 }
 
 /// [`rms_norm`] as Burn ops.
@@ -338,7 +352,7 @@ mod tests {
         let fused = ndarray_glue::linear(&x, &w, None).expect("fused on ndarray");
         let err = max_rel(values(fused), values(burn::tensor::module::linear(x.clone(), w, None)));
         assert!(err < 1e-6, "linear: {err}");
-        let fused = ndarray_glue::rms_norm(&x, 1e-5).expect("fused on ndarray");
+        let fused = ndarray_glue::rms_norm(&x, None, 1e-5).expect("fused on ndarray");
         let err = max_rel(values(fused), values(rms_norm_reference(x.clone(), 1e-5)));
         assert!(err < 1e-6, "rms_norm: {err}");
         let x4 = deterministic::<Nd, 4>([2, 3, 4, 5], 3, &device).swap_dims(1, 3);
@@ -369,16 +383,45 @@ mod tests {
         let device = Default::default();
         let shape = [3, 5, 16];
         let x = deterministic::<Nd, 3>(shape, 4, &device).mul_scalar(3.0);
-        let fused = ndarray_glue::rms_norm(&x, 1e-5).expect("fused on ndarray");
+        let fused = ndarray_glue::rms_norm(&x, None, 1e-5).expect("fused on ndarray");
         let err = max_rel(values(fused), values(rms_norm_reference(x, 1e-5)));
         assert!(err < 1e-6, "forward: {err}");
 
         let weights = Tensor::<Ad, 3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
         let inputs = || [deterministic::<Ad, 3>(shape, 4, &device).mul_scalar(3.0)];
         let fused =
-            grads(inputs(), |[x]| ndarray_glue::rms_norm(x, 1e-5).expect("fused on autodiff ndarray"), &weights);
+            grads(inputs(), |[x]| ndarray_glue::rms_norm(x, None, 1e-5).expect("fused on autodiff ndarray"), &weights);
         let reference = grads(inputs(), |[x]| rms_norm_reference(x.clone(), 1e-5), &weights);
         assert_all_close(fused, reference, 1e-5);
+    }
+
+    #[test]
+    fn fused_add_rms_norm_matches_add_then_norm_with_and_without_autodiff() {
+        let device = Default::default();
+        let shape = [3, 5, 16];
+        let [x, r] = [5, 6].map(|seed| deterministic::<Nd, 3>(shape, seed, &device).mul_scalar(2.0));
+        let fused = values(ndarray_glue::rms_norm(&x, Some(&r), 1e-5).expect("fused on ndarray"));
+        let sum = x.clone() + r.clone();
+        let separate = ndarray_glue::rms_norm(&sum, None, 1e-5).expect("fused on ndarray");
+        assert_eq!(fused, values(separate), "same bits as the add then the fused norm");
+        assert!(max_rel(fused, values(rms_norm_reference(sum, 1e-5))) < 1e-6);
+
+        let weights = Tensor::<Ad, 3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+        let inputs = || [5, 6].map(|seed| deterministic::<Ad, 3>(shape, seed, &device).mul_scalar(2.0));
+        let fused = grads(
+            inputs(),
+            |[x, r]| ndarray_glue::rms_norm(x, Some(r), 1e-5).expect("fused on autodiff ndarray"),
+            &weights,
+        );
+        let reference = grads(inputs(), |[x, r]| rms_norm_reference(x.clone() + r.clone(), 1e-5), &weights);
+        assert_all_close(fused, reference, 1e-5);
+        // The same tensor on both sides: its gradient is the sum of the two (Burn's rule).
+        let fused = grads([inputs()[0].clone()], |[x]| add_rms_norm(x.clone(), x.clone(), 1e-5), &weights);
+        let reference = grads([inputs()[0].clone()], |[x]| rms_norm_reference(x.clone() * 2.0, 1e-5), &weights);
+        assert_all_close(fused, reference, 1e-5);
+        // Shapes that differ (broadcasting) take the reference path.
+        let row = deterministic::<Nd, 3>([1, 5, 16], 7, &device);
+        assert!(ndarray_glue::rms_norm(&deterministic::<Nd, 3>(shape, 5, &device), Some(&row), 1e-5).is_none());
     }
 
     #[test]

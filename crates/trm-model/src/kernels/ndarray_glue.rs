@@ -465,44 +465,78 @@ impl Backward<Nd, 1> for IdentityBackward {
     }
 }
 
-/// Fused [`super::rms_norm`] when `B` has a kernel; `None` otherwise.
-pub(super) fn rms_norm<B: Backend, const D: usize>(x: &Tensor<B, D>, eps: f64) -> Option<Tensor<B, D>> {
+/// Fused [`super::rms_norm`] of `x` (+ `residual`) when `B` has a kernel; `None` otherwise.
+pub(super) fn rms_norm<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    residual: Option<&Tensor<B, D>>,
+    eps: f64,
+) -> Option<Tensor<B, D>> {
     let shape = x.dims();
     let d = *shape.last()?;
-    if !supported::<B>() || d == 0 {
+    if !supported::<B>() || d == 0 || residual.is_some_and(|r| r.dims() != shape) {
         return None;
     }
-    let xp = primitive(x);
+    let (xp, rp) = (primitive(x), residual.map(primitive));
     let out: Box<dyn Any> = if TypeId::of::<B>() == TypeId::of::<Nd>() {
-        let (y, _) = rms_norm_cpu::forward(&f32_data(inner(&xp)?)?.1, d, eps as f32);
+        let rd = match &rp {
+            Some(r) => Some(f32_data(inner(r)?)?.1),
+            None => None,
+        };
+        let (y, _) = rms_norm_cpu::forward(&f32_data(inner(&xp)?)?.1, rd.as_deref(), d, eps as f32);
         Box::new(nd_tensor(y, &shape))
     } else {
         let x = as_autodiff::<B>(&xp)?;
-        let (y, inv) = rms_norm_cpu::forward(&f32_data(&x.primitive)?.1, d, eps as f32);
-        let y = nd_tensor(y, &shape);
-        Box::new(match RmsNormBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((y.clone(), Arc::new(inv), d), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
+        let r = match &rp {
+            Some(r) => Some(as_autodiff::<B>(r)?),
+            None => None,
+        };
+        let rd = match &r {
+            Some(r) => Some(f32_data(&r.primitive)?.1),
+            None => None,
+        };
+        let (y, inv) = rms_norm_cpu::forward(&f32_data(&x.primitive)?.1, rd.as_deref(), d, eps as f32);
+        let (y, inv) = (nd_tensor(y, &shape), Arc::new(inv));
+        Box::new(match r {
+            None => match RmsNormBackward.prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish((y.clone(), inv, d), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            },
+            Some(r) => {
+                match RmsNormBackward
+                    .prepare::<NoCheckpointing>([x.node.clone(), r.node.clone()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => prep.finish((y.clone(), inv, d), y),
+                    OpsKind::UnTracked(prep) => prep.finish(y),
+                }
+            }
         })
     };
     from_any(out)
 }
 
-/// Backward node of the fused RMSNorm; its state is the output, each row's 1/rms and d.
+/// Backward node of the fused RMSNorm of one input or of the sum of two (which get the same
+/// gradient); its state is the output, each row's 1/rms and d.
 #[derive(Debug)]
 struct RmsNormBackward;
 
-impl Backward<Nd, 1> for RmsNormBackward {
+impl<const N: usize> Backward<Nd, N> for RmsNormBackward {
     type State = (NdArrayTensor, Arc<Vec<f32>>, usize);
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let grad = grads.consume::<Nd>(&ops.node);
-        let Some(node) = node else { return };
+        if ops.parents.iter().all(Option::is_none) {
+            return;
+        }
         let (y, inv, d) = ops.state;
         let (shape, dy) = f32_data(&grad).expect("the gradient of a float32 output is float32");
         let (_, y) = f32_data(&y).expect("saved float32 output");
-        grads.register::<Nd>(node.id, nd_tensor(rms_norm_cpu::backward(&y, &inv, &dy, d), &shape));
+        // One buffer, shared (reference counted) by both inputs of a sum.
+        let dx = nd_tensor(rms_norm_cpu::backward(&y, &inv, &dy, d), &shape);
+        for node in ops.parents.into_iter().flatten() {
+            grads.register::<Nd>(node.id, dx.clone());
+        }
     }
 }
 

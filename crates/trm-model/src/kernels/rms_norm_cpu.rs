@@ -4,32 +4,41 @@
 
 use rayon::prelude::*;
 
-use super::fast_math;
+use super::{buffers, fast_math};
 
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 64;
 
-/// Normalised rows and each row's 1/rms.
-pub(crate) fn forward(x: &[f32], d: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
+/// Normalised rows of x (+ residual, when given: the post-norm block's `norm(h + f(h))` in
+/// one pass) and each row's 1/rms.
+pub(crate) fn forward(x: &[f32], residual: Option<&[f32]>, d: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
     let rows = x.len() / d;
-    let (mut y, mut inv) = (vec![0.0f32; x.len()], vec![0.0f32; rows]);
-    y.par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(inv.par_chunks_mut(ROWS_PER_TASK))
-        .zip(x.par_chunks(d * ROWS_PER_TASK))
-        .for_each(|((y, inv), x)| {
-            for ((y, inv), x) in y.chunks_exact_mut(d).zip(inv).zip(x.chunks_exact(d)) {
-                let mean_sq = fast_math::dot(x, x) / d as f32;
+    let (mut y, mut inv) = (buffers::zeroed(x.len()), vec![0.0f32; rows]);
+    y.par_chunks_mut(d * ROWS_PER_TASK).zip(inv.par_chunks_mut(ROWS_PER_TASK)).enumerate().for_each(
+        |(task, (y, inv))| {
+            let start = task * d * ROWS_PER_TASK;
+            let x = &x[start..start + y.len()];
+            let residual = residual.map(|r| &r[start..start + y.len()]);
+            for (row, (y, inv)) in y.chunks_exact_mut(d).zip(inv).enumerate() {
+                let x = &x[row * d..(row + 1) * d];
+                match residual {
+                    // The sum rounded once into y, as a separate add then norm would.
+                    Some(r) => y.iter_mut().zip(x).zip(&r[row * d..(row + 1) * d]).for_each(|((y, a), b)| *y = a + b),
+                    None => y.copy_from_slice(x),
+                }
+                let mean_sq = fast_math::dot(y, y) / d as f32;
                 // As the official code: x * rsqrt(mean + eps), the reciprocal taken once.
                 *inv = 1.0 / (mean_sq + eps).sqrt();
-                y.iter_mut().zip(x).for_each(|(y, x)| *y = x * *inv);
+                y.iter_mut().for_each(|y| *y *= *inv);
             }
-        });
+        },
+    );
     (y, inv)
 }
 
 /// dx = r·(dy − y·mean(dy·y)) per row, from the output y and r = 1/rms.
 pub(crate) fn backward(y: &[f32], inv: &[f32], dy: &[f32], d: usize) -> Vec<f32> {
-    let mut dx = vec![0.0f32; y.len()];
+    let mut dx = buffers::zeroed(y.len());
     dx.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(inv.par_chunks(ROWS_PER_TASK))
         .zip(y.par_chunks(d * ROWS_PER_TASK).zip(dy.par_chunks(d * ROWS_PER_TASK)))
@@ -58,7 +67,7 @@ mod tests {
         let (d, rows, eps) = (12, ROWS_PER_TASK * 2 + 3, 1e-5);
         let x: Vec<f32> = (0..rows * d).map(|i| ((i * 7919) % 1009) as f32 / 100.0 - 5.0).collect();
         let dy: Vec<f32> = (0..rows * d).map(|i| ((i * 31) % 17) as f32 / 8.5 - 1.0).collect();
-        let (y, inv) = forward(&x, d, eps as f32);
+        let (y, inv) = forward(&x, None, d, eps as f32);
         let dx = backward(&y, &inv, &dy, d);
         for r in 0..rows {
             let xr: Vec<f64> = x[r * d..(r + 1) * d].iter().map(|&v| v as f64).collect();
@@ -76,5 +85,18 @@ mod tests {
                 assert!((got - numeric).abs() < 1e-4 * (1.0 + numeric.abs()), "row {r} elem {i}: {got} vs {numeric}");
             }
         }
+    }
+
+    #[test]
+    fn a_residual_is_summed_as_a_separate_add_would() {
+        let (d, rows) = (20, ROWS_PER_TASK * 3 + 5);
+        let a: Vec<f32> = (0..rows * d).map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0).collect();
+        let b: Vec<f32> = (0..rows * d).map(|i| ((i * 104_729) % 997) as f32 / 301.0 - 1.5).collect();
+        let sum: Vec<f32> = a.iter().zip(&b).map(|(a, b)| a + b).collect();
+        let (want_y, want_inv) = forward(&sum, None, d, 1e-5);
+        let (y, inv) = forward(&a, Some(&b), d, 1e-5);
+        assert_eq!(y, want_y);
+        assert_eq!(inv, want_inv);
+        assert_ne!(forward(&a, None, d, 1e-5).0, y, "the residual was used");
     }
 }

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::fast_math;
+use super::{buffers, fast_math};
 
 /// Elements per rayon task: large enough to amortise the split, small enough for 2+ tasks.
 const CHUNK: usize = 1 << 14;
@@ -17,7 +17,7 @@ fn sigmoid(x: f32) -> f32 {
 /// silu(g)·u elementwise (each task's loop compiled for the widest SIMD: one `exp` per
 /// element, compute-bound while the data is in cache, as at batch 1).
 pub(crate) fn forward(g: &[f32], u: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; g.len()];
+    let mut out = buffers::zeroed(g.len());
     out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((out, g), u)| {
         fast_math::widest_simd(
             #[inline(always)]
@@ -34,7 +34,7 @@ pub(crate) fn forward(g: &[f32], u: &[f32]) -> Vec<f32> {
 /// Gradients of g and u given the output gradient: with s = sigmoid(g),
 /// dg = dout·u·s·(1 + g·(1 − s)) and du = dout·g·s.
 pub(crate) fn backward(g: &[f32], u: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let (mut dg, mut du) = (vec![0.0f32; g.len()], vec![0.0f32; g.len()]);
+    let (mut dg, mut du) = (buffers::zeroed(g.len()), buffers::zeroed(g.len()));
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)).zip(dout.par_chunks(CHUNK)))
