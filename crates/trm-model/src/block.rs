@@ -41,13 +41,13 @@ impl<B: Backend> Block<B> {
             // Mix along the sequence: the norm here runs over the sequence axis, per channel.
             // `contiguous` lays each swapped view out once (a no-op off the CPU backend).
             let t = contiguous(h.swap_dims(1, 2));
-            let t = add_rms_norm(t.clone(), mlp_t.forward(t), self.eps);
+            let t = mlp_t.forward_add_rms_norm(t, self.eps);
             contiguous(t.swap_dims(1, 2))
         } else {
             let attention = self.attention.as_ref().expect("a block has attention or mlp_t");
             add_rms_norm(h.clone(), attention.forward(h, rope), self.eps)
         };
-        add_rms_norm(h.clone(), self.mlp.forward(h), self.eps)
+        self.mlp.forward_add_rms_norm(h, self.eps)
     }
 }
 

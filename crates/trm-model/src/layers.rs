@@ -167,6 +167,16 @@ impl<B: Backend> SwiGlu<B> {
         let gate = self.gate.forward(x.clone());
         self.down.forward(crate::kernels::silu_mul(gate, self.up.forward(x)))
     }
+
+    /// `rms_norm(x + self.forward(x), eps)`, the post-norm residual step around this MLP
+    /// ([`crate::kernels::swiglu_add_rms_norm`] when it has no biases, as the official one).
+    pub fn forward_add_rms_norm<const D: usize>(&self, x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+        let [gate, up, down] = [&self.gate, &self.up, &self.down];
+        if gate.bias.is_some() || up.bias.is_some() || down.bias.is_some() {
+            return crate::kernels::add_rms_norm(x.clone(), self.forward(x), eps);
+        }
+        crate::kernels::swiglu_add_rms_norm(x, [gate.weight.val(), up.weight.val(), down.weight.val()], eps)
+    }
 }
 
 #[cfg(test)]

@@ -145,6 +145,23 @@ pub fn rms_norm_reference<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64)
     x * inv
 }
 
+/// The channel half of a post-norm block, `add_rms_norm(h, down(silu_mul(h·W_gate,
+/// h·W_up)))`, for SwiGLU without biases. On the CPU backend without autodiff (inference,
+/// the no-grad cycles) one kernel runs it with one split of the rows across threads instead
+/// of a hand-off per piece; elsewhere it is that composition of the kernels above.
+pub fn swiglu_add_rms_norm<B: Backend, const D: usize>(
+    h: Tensor<B, D>,
+    [gate, up, down]: [Tensor<B, 2>; 3],
+    eps: f64,
+) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::swiglu_add_rms_norm(&h, [&gate, &up, &down], eps) {
+        return out;
+    }
+    let a = silu_mul(linear(h.clone(), gate, None), linear(h.clone(), up, None));
+    add_rms_norm(h, linear(a, down, None), eps)
+}
+
 /// The SwiGLU activation `silu(g)·u` (elementwise, any shape).
 pub fn silu_mul<B: Backend, const D: usize>(g: Tensor<B, D>, u: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "cpu-kernels")]
@@ -422,6 +439,33 @@ mod tests {
         // Shapes that differ (broadcasting) take the reference path.
         let row = deterministic::<Nd, 3>([1, 5, 16], 7, &device);
         assert!(ndarray_glue::rms_norm(&deterministic::<Nd, 3>(shape, 5, &device), Some(&row), 1e-5).is_none());
+    }
+
+    #[test]
+    fn fused_swiglu_block_tail_matches_its_composition() {
+        let device = Default::default();
+        let (d, width) = (24, 40);
+        let w = |shape: [usize; 2], seed| deterministic::<Nd, 2>(shape, seed, &device).mul_scalar(0.4);
+        let weights = [w([d, width], 11), w([d, width], 12), w([width, d], 13)];
+        // One row (the composition: too few rows), one task per thread, and many tasks.
+        for (batch, seq) in [(1, 1), (1, 97), (3, 300)] {
+            let h = deterministic::<Nd, 3>([batch, seq, d], 14, &device).mul_scalar(2.0);
+            let fused = ndarray_glue::swiglu_add_rms_norm(&h, [&weights[0], &weights[1], &weights[2]], 1e-5);
+            assert_eq!(fused.is_some(), seq > 1, "fused path taken for {seq} rows");
+            let [g, u, dw] = weights.clone();
+            let composed = add_rms_norm(
+                h.clone(),
+                linear(silu_mul(linear(h.clone(), g, None), linear(h.clone(), u, None)), dw, None),
+                1e-5,
+            );
+            let got = values(swiglu_add_rms_norm(h, weights.clone(), 1e-5));
+            let err = max_rel(got, values(composed));
+            assert!(err < 1e-6, "{batch}x{seq}: {err}");
+        }
+        // Under autodiff the composition runs (it has a backward).
+        let h = deterministic::<Ad, 3>([1, 97, d], 14, &device);
+        let ad = weights.clone().map(|t| Tensor::<Ad, 2>::from_data(t.into_data(), &device));
+        assert!(ndarray_glue::swiglu_add_rms_norm(&h, [&ad[0], &ad[1], &ad[2]], 1e-5).is_none());
     }
 
     #[test]

@@ -275,6 +275,35 @@ pub(super) fn silu_mul<B: Backend, const D: usize>(g: &Tensor<B, D>, u: &Tensor<
     from_any(out)
 }
 
+/// Fused [`super::swiglu_add_rms_norm`] on the backend without autodiff (inference and
+/// the no-grad cycles); `None` otherwise.
+pub(super) fn swiglu_add_rms_norm<B: Backend, const D: usize>(
+    h: &Tensor<B, D>,
+    [gate, up, down]: [&Tensor<B, 2>; 3],
+    eps: f64,
+) -> Option<Tensor<B, D>> {
+    let shape = h.dims();
+    let d = *shape.last()?;
+    let [d_in, width] = gate.dims();
+    let rows = shape.iter().product::<usize>() / d.max(1);
+    // A handful of rows (AR decoding) is faster on the linear kernel's row-streaming path.
+    let few_rows = rows < 16;
+    if TypeId::of::<B>() != TypeId::of::<Nd>()
+        || d == 0
+        || few_rows
+        || d_in != d
+        || up.dims() != [d, width]
+        || down.dims() != [width, d]
+    {
+        return None;
+    }
+    let (hp, gp, up, dp) = (primitive(h), primitive(gate), primitive(up), primitive(down));
+    let (hd, gd) = (f32_data(inner(&hp)?)?.1, f32_data(inner(&gp)?)?.1);
+    let (ud, dd) = (f32_data(inner(&up)?)?.1, f32_data(inner(&dp)?)?.1);
+    let out = swiglu_cpu::swiglu_add_rms_norm(&hd, [&gd, &ud, &dd], d, width, eps as f32);
+    from_any(Box::new(nd_tensor(out, &shape)))
+}
+
 /// Backward node of the fused `silu(g)·u`; its state is (g, u).
 #[derive(Debug)]
 struct SiluMulBackward;

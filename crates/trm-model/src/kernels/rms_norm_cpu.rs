@@ -20,20 +20,27 @@ pub(crate) fn forward(x: &[f32], residual: Option<&[f32]>, d: usize, eps: f32) -
             let x = &x[start..start + y.len()];
             let residual = residual.map(|r| &r[start..start + y.len()]);
             for (row, (y, inv)) in y.chunks_exact_mut(d).zip(inv).enumerate() {
-                let x = &x[row * d..(row + 1) * d];
-                match residual {
-                    // The sum rounded once into y, as a separate add then norm would.
-                    Some(r) => y.iter_mut().zip(x).zip(&r[row * d..(row + 1) * d]).for_each(|((y, a), b)| *y = a + b),
-                    None => y.copy_from_slice(x),
-                }
-                let mean_sq = fast_math::dot(y, y) / d as f32;
-                // As the official code: x * rsqrt(mean + eps), the reciprocal taken once.
-                *inv = 1.0 / (mean_sq + eps).sqrt();
-                y.iter_mut().for_each(|y| *y *= *inv);
+                let rows = row * d..(row + 1) * d;
+                *inv = normalize_row(y, &x[rows.clone()], residual.map(|r| &r[rows]), eps);
             }
         },
     );
     (y, inv)
+}
+
+/// y = norm(x (+ residual)) for one row; returns its 1/rms.
+#[inline]
+pub(crate) fn normalize_row(y: &mut [f32], x: &[f32], residual: Option<&[f32]>, eps: f32) -> f32 {
+    match residual {
+        // The sum rounded once into y, as a separate add then norm would.
+        Some(r) => y.iter_mut().zip(x).zip(r).for_each(|((y, a), b)| *y = a + b),
+        None => y.copy_from_slice(x),
+    }
+    let mean_sq = fast_math::dot(y, y) / y.len() as f32;
+    // As the official code: x * rsqrt(mean + eps), the reciprocal taken once.
+    let inv = 1.0 / (mean_sq + eps).sqrt();
+    y.iter_mut().for_each(|y| *y *= inv);
+    inv
 }
 
 /// dx = r·(dy − y·mean(dy·y)) per row, from the output y and r = 1/rms.
