@@ -23,7 +23,7 @@ def samples(path):
             if current:
                 yield current
             current = None
-        elif not line.startswith(("\t", " ")):
+        elif not line.startswith("\t"):
             tid, time = line.split()[:2]
             current = (int(tid), float(time.rstrip(":")), [])
         elif current is not None:
