@@ -16,7 +16,8 @@ pub(crate) struct Dims {
     pub d_out: usize,
 }
 
-fn view(x: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+/// `x` as a row-major [rows, cols] matrix.
+pub(crate) fn view(x: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
     ArrayView2::from_shape((rows, cols), x).expect("buffer length matches its dims")
 }
 
@@ -27,7 +28,7 @@ fn view_mut(x: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
 /// Up to this many rows, [`forward`] runs row by row over W instead of a GEMM: with a
 /// handful of rows (AR-TRM decodes one position per sequence) packing W for the GEMM costs
 /// more than the product itself.
-const FEW_ROWS: usize = 4;
+pub(crate) const FEW_ROWS: usize = 4;
 
 /// x·W (+ b): x is [rows, d_in], W [d_in, d_out], b [d_out].
 pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> Vec<f32> {

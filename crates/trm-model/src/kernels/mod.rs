@@ -447,10 +447,13 @@ mod tests {
         let (d, width) = (24, 40);
         let w = |shape: [usize; 2], seed| deterministic::<Nd, 2>(shape, seed, &device).mul_scalar(0.4);
         let weights = [w([d, width], 11), w([d, width], 12), w([width, d], 13)];
-        // One row (the composition: too few rows), one task per thread, and many tasks.
+        // On two threads (the fused path needs more than 4 rows per thread): one row (the
+        // composition), 97 rows (an uneven split) and 900.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         for (batch, seq) in [(1, 1), (1, 97), (3, 300)] {
             let h = deterministic::<Nd, 3>([batch, seq, d], 14, &device).mul_scalar(2.0);
-            let fused = ndarray_glue::swiglu_add_rms_norm(&h, [&weights[0], &weights[1], &weights[2]], 1e-5);
+            let fused =
+                pool.install(|| ndarray_glue::swiglu_add_rms_norm(&h, [&weights[0], &weights[1], &weights[2]], 1e-5));
             assert_eq!(fused.is_some(), seq > 1, "fused path taken for {seq} rows");
             let [g, u, dw] = weights.clone();
             let composed = add_rms_norm(
@@ -458,7 +461,7 @@ mod tests {
                 linear(silu_mul(linear(h.clone(), g, None), linear(h.clone(), u, None)), dw, None),
                 1e-5,
             );
-            let got = values(swiglu_add_rms_norm(h, weights.clone(), 1e-5));
+            let got = values(pool.install(|| swiglu_add_rms_norm(h, weights.clone(), 1e-5)));
             let err = max_rel(got, values(composed));
             assert!(err < 1e-6, "{batch}x{seq}: {err}");
         }

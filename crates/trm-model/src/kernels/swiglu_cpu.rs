@@ -4,9 +4,8 @@
 
 use rayon::prelude::*;
 
-use ndarray::ArrayView2;
-
 use super::gemm_cpu::{matmul_new, Threads};
+use super::linear_cpu::view;
 use super::{buffers, fast_math, rms_norm_cpu};
 
 /// Elements per rayon task: large enough to amortise the split, small enough for 2+ tasks.
@@ -69,9 +68,6 @@ pub(crate) fn swiglu_add_rms_norm(
 ) -> Vec<f32> {
     let rows = h.len() / d;
     let per_task = rows.div_ceil(rayon::current_num_threads()).max(1);
-    fn view(x: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-        ArrayView2::from_shape((rows, cols), x).expect("buffer length matches its dims")
-    }
     let mut out = buffers::zeroed(h.len());
     out.par_chunks_mut(per_task * d).zip(h.par_chunks(per_task * d)).for_each(|(out, h)| {
         let r = h.len() / d;

@@ -158,8 +158,9 @@ pub(super) fn swiglu_add_rms_norm<B: Backend, const D: usize>(
     let d = *shape.last()?;
     let [d_in, width] = gate.dims();
     let rows = shape.iter().product::<usize>() / d.max(1);
-    // A handful of rows (AR decoding) is faster on the linear kernel's row-streaming path.
-    let few_rows = rows < 16;
+    // When each thread's share is a handful of rows (AR decoding), the linear kernel's
+    // row-streaming path beats the per-task GEMMs of the fused one.
+    let few_rows = rows <= linear_cpu::FEW_ROWS * rayon::current_num_threads();
     if TypeId::of::<B>() != TypeId::of::<Nd>()
         || d == 0
         || few_rows
