@@ -2,8 +2,9 @@
 //! [B, S, H, hd] layout the q/k/v projections produce (no head transposes).
 //!
 //! Per batch item (one rayon task each) and head: scores = scale·q kᵀ with one GEMM into a
-//! reused [S, S] buffer, a row softmax in place (max, exp, sum, scale, while the row is in
-//! cache), then out = P v with one GEMM written straight into the output layout. With fewer
+//! reused [S, S] buffer, the row exps in place (max, then exp and sum in one pass, while the
+//! row is in cache), then out = P v with one GEMM written straight into the output layout
+//! and each output row divided by its row's sum. With fewer
 //! items than threads (batch 1) the forward makes each (item, head) a task instead.
 //! The backward recomputes P from the saved row log-sum-exp (as flash attention does) instead
 //! of keeping the [B, H, S, S] probabilities: per call it keeps the rotated q and k (two new
@@ -168,7 +169,8 @@ pub(crate) fn forward(
 }
 
 /// One head: out = softmax(scale·q kᵀ) v and the rows' log-sum-exp, through the [s, s]
-/// scratch `p`.
+/// scratch `p`. P is left unnormalised (e^(score − max)) and each output row divided by its
+/// sum afterwards, as flash attention does: d multiplies per row instead of s.
 fn head_forward(
     [q, k, v]: [ArrayView2<'_, f32>; 3],
     scale: f32,
@@ -178,27 +180,35 @@ fn head_forward(
 ) {
     gemm_into(scale, &q, &k.t(), 0.0, &mut p.view_mut(), Threads::One);
     let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
-    softmax_rows(rows, q.nrows(), lse);
+    let mut sums = vec![0.0f32; q.nrows()];
+    exp_rows(rows, q.nrows(), lse, &mut sums);
     gemm_into(1.0, &p.view(), &v, 0.0, out, Threads::One);
+    for (mut row, &sum) in out.rows_mut().into_iter().zip(&sums) {
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|o| *o *= inv);
+    }
 }
 
-/// Replaces every `s`-long row of `p` by its softmax and writes its log-sum-exp to `lse`.
+/// Replaces every `s`-long row of `p` by e^(x − max of the row), and writes the row's sum
+/// to `sums` and its log-sum-exp to `lse`.
 ///
 /// Compiled for the widest SIMD the CPU has ([`fast_math::widest_simd`]): the `exp`
 /// polynomial over B·H·S² scores is compute-bound.
-fn softmax_rows(p: &mut [f32], s: usize, lse: &mut [f32]) {
+fn exp_rows(p: &mut [f32], s: usize, lse: &mut [f32], sums: &mut [f32]) {
     fast_math::widest_simd(
         #[inline(always)]
         || {
-            for (row, lse) in p.chunks_exact_mut(s).zip(lse) {
-                *lse = softmax_in_place(row);
+            for ((row, lse), sum) in p.chunks_exact_mut(s).zip(lse).zip(sums) {
+                let max = fast_math::max(row);
+                *sum = fast_math::exp_sum_in_place(row, max);
+                *lse = max + sum.ln();
             }
         },
     )
 }
 
 /// P = exp(scores − lse) row by row, the probabilities the forward normalised (widest SIMD, as
-/// [`softmax_rows`]).
+/// [`exp_rows`]).
 fn probabilities_from_lse(p: &mut [f32], s: usize, lse: &[f32]) {
     fast_math::widest_simd(
         #[inline(always)]
@@ -211,7 +221,7 @@ fn probabilities_from_lse(p: &mut [f32], s: usize, lse: &[f32]) {
 }
 
 /// dS = P ∘ (dP − rowsum(P ∘ dP)) · scale in place of dP, row by row (widest SIMD, as
-/// [`softmax_rows`]).
+/// [`exp_rows`]).
 fn softmax_backward_rows(p: &[f32], dp: &mut [f32], s: usize, scale: f32) {
     fast_math::widest_simd(
         #[inline(always)]
@@ -228,8 +238,7 @@ fn softmax_backward_rows(p: &[f32], dp: &mut [f32], s: usize, scale: f32) {
 #[inline(always)]
 pub(crate) fn softmax_in_place(row: &mut [f32]) -> f32 {
     let max = fast_math::max(row);
-    row.iter_mut().for_each(|x| *x = fast_math::exp(*x - max));
-    let sum = fast_math::sum(row);
+    let sum = fast_math::exp_sum_in_place(row, max);
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|x| *x *= inv);
     max + sum.ln()
@@ -420,13 +429,22 @@ mod tests {
         let s = 97;
         let scores = values(3 * s * s, 11, 40.0);
         let mut p = scores.clone();
-        let mut lse = vec![0.0f32; 3 * s];
-        softmax_rows(&mut p, s, &mut lse);
+        let (mut lse, mut sums) = (vec![0.0f32; 3 * s], vec![0.0f32; 3 * s]);
+        exp_rows(&mut p, s, &mut lse, &mut sums);
         let mut want = scores.clone();
-        for (row, &got_lse) in want.chunks_exact_mut(s).zip(&lse) {
-            assert_eq!(softmax_in_place(row).to_bits(), got_lse.to_bits());
+        for ((row, &got_lse), &got_sum) in want.chunks_exact_mut(s).zip(&lse).zip(&sums) {
+            let max = fast_math::max(row);
+            let sum = fast_math::exp_sum_in_place(row, max);
+            assert_eq!((sum.to_bits(), (max + sum.ln()).to_bits()), (got_sum.to_bits(), got_lse.to_bits()));
         }
         assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // The probabilities the backward uses: the unnormalised rows over their sums.
+        for ((row, &sum), scores) in p.chunks_exact_mut(s).zip(&sums).zip(scores.chunks_exact(s)) {
+            let mut softmax = scores.to_vec();
+            softmax_in_place(&mut softmax);
+            row.iter_mut().for_each(|x| *x /= sum);
+            assert!(row.iter().zip(&softmax).all(|(a, b)| (a - b).abs() <= 1e-6 * b.max(1e-30)));
+        }
 
         let mut again = scores.clone();
         probabilities_from_lse(&mut again, s, &lse);
