@@ -2,6 +2,9 @@
 //! crates: every command parses its arguments and calls one library entry point.
 
 #![recursion_limit = "256"]
+// The doc comments of the argument structs are clap's `--help` text, written for the
+// terminal (`<list>`, `[arch]`), not rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use clap::{Parser, Subcommand};
 use trm_backend::BackendKind;

@@ -17,7 +17,7 @@ pub struct HostBatch {
     pub inputs: Vec<i32>,
     /// Labels, [batch_size * seq_len]; -100 is ignored.
     pub labels: Vec<i32>,
-    /// Puzzle identifiers, [batch_size].
+    /// Puzzle identifiers, `[batch_size]`.
     pub puzzle_identifiers: Vec<i32>,
     /// Rows.
     pub batch_size: usize,
@@ -47,7 +47,7 @@ impl HostBatch {
         int_tensor(TensorData::new(self.labels.clone(), [self.batch_size, self.seq_len]), device)
     }
 
-    /// Puzzle identifiers as an int tensor [B].
+    /// Puzzle identifiers as an int tensor `[B]`.
     pub fn puzzle_ids_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 1, Int> {
         int_tensor(TensorData::new(self.puzzle_identifiers.clone(), [self.batch_size]), device)
     }

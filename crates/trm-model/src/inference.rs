@@ -38,7 +38,7 @@ impl InferenceOutput {
     }
 }
 
-/// Runs the model on `inputs` [B, L] with `puzzle_ids` [B] (seed's `trm_inference`).
+/// Runs the model on `inputs` `[B, L]` with `puzzle_ids` `[B]` (seed's `trm_inference`).
 pub fn trm_inference<B: Backend>(
     model: &Trm<B>,
     inputs: Tensor<B, 2, Int>,

@@ -93,7 +93,7 @@ pub(crate) fn param_from<B: Backend, const D: usize>(
 pub struct Linear<B: Backend> {
     /// [d_in, d_out].
     pub weight: Param<Tensor<B, 2>>,
-    /// [d_out].
+    /// `[d_out]`.
     pub bias: Option<Param<Tensor<B, 1>>>,
 }
 

@@ -63,11 +63,11 @@ pub fn bce_with_logits<B: Backend>(logits: Tensor<B, 1>, targets: Tensor<B, 1>) 
 /// Correctness of this step's prediction, computed without gradients.
 #[derive(Debug, Clone)]
 pub struct Correctness<B: Backend> {
-    /// Valid (labelled) tokens per sample, [B].
+    /// Valid (labelled) tokens per sample, `[B]`.
     pub valid_tokens: Tensor<B, 1, Int>,
-    /// Correct valid tokens per sample, [B].
+    /// Correct valid tokens per sample, `[B]`.
     pub correct_tokens: Tensor<B, 1, Int>,
-    /// Every valid token correct, [B] (true for a sample with no valid token, as officially).
+    /// Every valid token correct, `[B]` (true for a sample with no valid token, as officially).
     pub seq_is_correct: Tensor<B, 1, Bool>,
 }
 
@@ -101,7 +101,7 @@ pub struct ActLoss<B: Backend> {
     pub correctness: Correctness<B>,
 }
 
-/// The official `ACTLossHead` loss for one step. `q_continue_target` [B] enables the
+/// The official `ACTLossHead` loss for one step. `q_continue_target` `[B]` enables the
 /// Q-continue term (`no_act_continue = false`).
 pub fn act_loss<B: Backend>(
     heads: &HeadOutput<B>,

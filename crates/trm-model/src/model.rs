@@ -38,9 +38,9 @@ impl<B: Backend> Carry<B> {
 pub struct HeadOutput<B: Backend> {
     /// Token logits with the puzzle prefix dropped, [B, L, V].
     pub logits: Tensor<B, 3>,
-    /// Halt logit from prefix position 0, [B].
+    /// Halt logit from prefix position 0, `[B]`.
     pub q_halt: Tensor<B, 1>,
-    /// Continue logit, [B] (used only when `no_act_continue` is false).
+    /// Continue logit, `[B]` (used only when `no_act_continue` is false).
     pub q_continue: Tensor<B, 1>,
 }
 
@@ -69,9 +69,9 @@ pub struct Trm<B: Backend> {
     /// Puzzle-embedding table [num_puzzle_identifiers, puzzle_emb_ndim]. A buffer, not a
     /// parameter: the trainer updates it with its own sign-SGD on the rows a batch touches.
     pub puzzle_emb: Option<Tensor<B, 2>>,
-    /// Initial y (H_init), [D]; fixed, never trained.
+    /// Initial y (H_init), `[D]`; fixed, never trained.
     pub h_init: Tensor<B, 1>,
-    /// Initial z (L_init), [D]; fixed, never trained.
+    /// Initial z (L_init), `[D]`; fixed, never trained.
     pub l_init: Tensor<B, 1>,
     rope: Option<Rope<B>>,
     #[module(skip)]
@@ -151,7 +151,7 @@ impl<B: Backend> Trm<B> {
         self.num_params()
     }
 
-    /// Puzzle-embedding rows for `puzzle_ids` [B] -> [B, ndim]; `None` without puzzle embeddings.
+    /// Puzzle-embedding rows for `puzzle_ids` `[B]` -> `[B, ndim]`; `None` without puzzle embeddings.
     pub fn puzzle_rows(&self, puzzle_ids: Tensor<B, 1, Int>) -> Option<Tensor<B, 2>> {
         self.puzzle_emb.as_ref().map(|table| table.clone().select(0, puzzle_ids))
     }
@@ -192,7 +192,7 @@ impl<B: Backend> Trm<B> {
         }
     }
 
-    /// Resets the samples where `reset` [B] is true to the initial carry.
+    /// Resets the samples where `reset` `[B]` is true to the initial carry.
     pub fn reset_carry(&self, reset: Tensor<B, 1, Bool>, carry: Carry<B>) -> Carry<B> {
         let [b, s, d] = carry.y.dims();
         let init = self.initial_carry(b);

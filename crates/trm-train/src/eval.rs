@@ -42,7 +42,7 @@ pub struct EvalMetrics {
 pub struct BatchPredictions {
     /// Argmax tokens after N_sup steps, [num_valid * seq_len].
     pub predictions: Vec<i64>,
-    /// Halt logits after N_sup steps, [num_valid].
+    /// Halt logits after N_sup steps, `[num_valid]`.
     pub q_halt: Vec<f32>,
 }
 

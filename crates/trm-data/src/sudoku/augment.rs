@@ -4,7 +4,7 @@
 //! Per copy, in this order: a permutation of the digits 1..=n (blank kept); a coin
 //! `rand() < 0.5` for transposing (applied first); a permutation of the bands and, band by
 //! band, of the rows inside it; the same for stacks and columns. New cell (i, j) takes old
-//! cell (row_perm[i], col_perm[j]) of the (possibly transposed) grid, then the digit map.
+//! cell `(row_perm[i], col_perm[j])` of the (possibly transposed) grid, then the digit map.
 //!
 //! 6x6 boxes are 2 rows x 3 columns; transposing would make them 3 x 2, which is not a 6x6
 //! Sudoku of the same shape, so for non-square boxes the coin is still drawn (to keep the

@@ -21,6 +21,7 @@
 pub mod attention;
 pub mod baseline;
 pub mod bench;
+mod bench_fit;
 pub mod cache;
 pub mod decode;
 pub mod model;

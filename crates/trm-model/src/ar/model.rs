@@ -58,9 +58,9 @@ pub struct ArTrm<B: Backend> {
     pub lm_head: Linear<B>,
     /// Halting head [D, 1] with bias (weight 0, bias -5 at init, as TRM's Q head).
     pub halt_head: Linear<B>,
-    /// Initial y of every token, [D]; fixed, never trained.
+    /// Initial y of every token, `[D]`; fixed, never trained.
     pub y_init: Tensor<B, 1>,
-    /// Initial z of every token, [D]; fixed, never trained.
+    /// Initial z of every token, `[D]`; fixed, never trained.
     pub z_init: Tensor<B, 1>,
     rope: Rope<B>,
     #[module(skip)]
