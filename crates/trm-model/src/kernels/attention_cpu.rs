@@ -207,8 +207,8 @@ fn exp_rows(p: &mut [f32], s: usize, lse: &mut [f32], sums: &mut [f32]) {
     )
 }
 
-/// P = exp(scores − lse) row by row, the probabilities the forward normalised (widest SIMD, as
-/// [`exp_rows`]).
+/// P = exp(scores − lse) row by row: the normalised probabilities, which the forward never
+/// formed (it divided its output rows instead); widest SIMD, as [`exp_rows`].
 fn probabilities_from_lse(p: &mut [f32], s: usize, lse: &[f32]) {
     fast_math::widest_simd(
         #[inline(always)]
