@@ -193,7 +193,7 @@ impl TrainConfig {
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::from_toml_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text).map_err(|e| e.in_file(path))
     }
 
     /// The model config with the dataset's sizes filled in where the file left them out.
@@ -357,5 +357,19 @@ eval_interval = 2
         let mut c2 = c.clone();
         c2.arch.insert("seq_len".into(), toml::Value::Integer(81));
         assert!(c2.model_config(6, 16, 1).unwrap_err().to_string().contains("seq_len"));
+    }
+
+    #[test]
+    fn a_bad_config_file_is_named_once_with_the_problem() {
+        let dir = std::env::temp_dir().join(format!("trm-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "name = \"x\"\n[arch\n").unwrap();
+        let message = TrainConfig::from_file(&path).unwrap_err().to_string();
+        assert_eq!(message.matches("invalid training config").count(), 1, "{message}");
+        assert!(message.contains("bad.toml") && message.contains("line 2"), "{message}");
+        let missing = TrainConfig::from_file(&dir.join("missing.toml")).unwrap_err().to_string();
+        assert!(missing.contains("missing.toml"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -54,4 +54,13 @@ impl TrainError {
     pub fn checkpoint(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         TrainError::Checkpoint { path: path.into(), problem: problem.into() }
     }
+
+    /// This error from reading the config file `path`: a config problem names the file once
+    /// ("invalid training config: FILE: field: why"); any other error is wrapped as before.
+    pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            TrainError::Config(message) => TrainError::Config(format!("{}: {message}", path.display())),
+            other => TrainError::Config(format!("{}: {other}", path.display())),
+        }
+    }
 }

@@ -226,7 +226,7 @@ impl ArRunConfig {
     /// Reads, parses and validates a TOML config file.
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::from_toml_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text).map_err(|e| e.in_file(path))
     }
 
     /// The config as TOML.
