@@ -17,6 +17,8 @@ mod cached_attention_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod fast_math;
 #[cfg(feature = "cpu-kernels")]
+mod gather_cpu;
+#[cfg(feature = "cpu-kernels")]
 mod gemm_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod linear_cpu;

@@ -21,6 +21,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 use ndarray::{ArcArray, IxDyn};
 
+use super::gather_cpu::gather;
 use super::linear_cpu;
 use super::rms_norm_cpu;
 use super::swiglu_cpu;
@@ -65,41 +66,6 @@ fn f32_data(t: &NdArrayTensor) -> Option<(Vec<usize>, Cow<'_, [f32]>)> {
         }),
     };
     Some((shape, data))
-}
-
-/// The elements of a strided view in row-major logical order: `memory` holds them all
-/// (element [0, ..] first, non-negative `strides`). Row by row, each row a strided run;
-/// ndarray's element iterator over such a view was ~14 % of mlp_t inference (`perf`).
-fn gather(memory: &[f32], shape: &[usize], strides: &[usize]) -> Vec<f32> {
-    let len: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(len);
-    let Some((&n, outer)) = shape.split_last() else { return memory[..len.min(memory.len())].to_vec() };
-    let step = *strides.last().expect("as many strides as axes");
-    if len == 0 {
-        return out;
-    }
-    let mut index = vec![0usize; outer.len()];
-    loop {
-        let base: usize = index.iter().zip(strides).map(|(i, s)| i * s).sum();
-        if step == 1 {
-            out.extend_from_slice(&memory[base..base + n]);
-        } else {
-            out.extend(memory[base..].iter().step_by(step).take(n));
-        }
-        // The next index of the outer axes, last axis fastest.
-        let mut axis = outer.len();
-        loop {
-            if axis == 0 {
-                return out;
-            }
-            axis -= 1;
-            index[axis] += 1;
-            if index[axis] < outer[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
-    }
 }
 
 fn nd_tensor(data: Vec<f32>, shape: &[usize]) -> NdArrayTensor {
