@@ -78,7 +78,11 @@ def main():
     for tid, time, stack in rows:
         buckets[int((time - start) / bucket)][tid].append(stack)
     # From the first bucket where both threads worked (skips single-threaded start-up).
-    first = min(i for i, b in buckets.items() if sum(any(not waiting(s) for s in st) for st in b.values()) == 2)
+    both = [i for i, b in buckets.items() if sum(any(not waiting(s) for s in st) for st in b.values()) == 2]
+    if not both:
+        sys.exit("the two busiest threads never worked at the same time")
+    first = min(both)
+    rows = [r for r in rows if int((r[1] - start) / bucket) >= first]
     alone, working = collections.Counter(), collections.Counter()
     for i, by_thread in buckets.items():
         if i < first:
@@ -96,12 +100,12 @@ def main():
         print(f"{100 * count / n_alone:6.1f}% {100 * working[name] / n_working:6.1f}%  {name}")
 
     # What the other thread ran while one waited.
-    times = {t: sorted((time, stack) for tid, time, stack in rows if tid == t) for t in busiest}
+    times = {t: sorted(((time, stack) for tid, time, stack in rows if tid == t), key=lambda x: x[0]) for t in busiest}
     keys = {t: [time for time, _ in times[t]] for t in busiest}
     partner, n_waiting = collections.Counter(), 0
     for me, other in (busiest, busiest[::-1]):
         for time, stack in times[me]:
-            if (time - start) / bucket < first or not waiting(stack):
+            if not waiting(stack):
                 continue
             n_waiting += 1
             i = bisect.bisect_left(keys[other], time)

@@ -138,9 +138,10 @@ pub(crate) fn forward(
                 let (b, h) = (bh / dims.h, bh % dims.h);
                 let mut p = Array2::<f32>::zeros((dims.s, dims.s));
                 let mut out_h = Array2::<f32>::zeros((dims.s, dims.d));
-                let mut lse_h = vec![0.0f32; dims.s];
+                let (mut lse_h, mut sums) = (vec![0.0f32; dims.s], vec![0.0f32; dims.s]);
                 let head = |x| item(x, b, dims).slice_move(s![.., h, ..]);
-                head_forward([head(&q_rot), head(&k_rot), head(v)], scale, &mut p, &mut out_h.view_mut(), &mut lse_h);
+                let qkv = [head(&q_rot), head(&k_rot), head(v)];
+                head_forward(qkv, scale, &mut p, &mut sums, &mut out_h.view_mut(), &mut lse_h);
                 (out_h, lse_h)
             })
             .collect();
@@ -156,10 +157,10 @@ pub(crate) fn forward(
             |(b, (out, lse))| {
                 let (qi, ki, vi) = (item(&q_rot, b, dims), item(&k_rot, b, dims), item(v, b, dims));
                 let mut out = item_view_mut(out, dims);
-                let mut p = Array2::<f32>::zeros((dims.s, dims.s));
+                let (mut p, mut sums) = (Array2::<f32>::zeros((dims.s, dims.s)), vec![0.0f32; dims.s]);
                 for (h, lse_h) in lse.chunks_exact_mut(dims.s).enumerate() {
                     let qkv = [qi.slice(s![.., h, ..]), ki.slice(s![.., h, ..]), vi.slice(s![.., h, ..])];
-                    head_forward(qkv, scale, &mut p, &mut out.slice_mut(s![.., h, ..]), lse_h);
+                    head_forward(qkv, scale, &mut p, &mut sums, &mut out.slice_mut(s![.., h, ..]), lse_h);
                 }
             },
         );
@@ -169,21 +170,21 @@ pub(crate) fn forward(
 }
 
 /// One head: out = softmax(scale·q kᵀ) v and the rows' log-sum-exp, through the [s, s]
-/// scratch `p`. P is left unnormalised (e^(score − max)) and each output row divided by its
+/// scratch `p` and the [s] scratch `sums`. P is left unnormalised (e^(score − max)) and each output row divided by its
 /// sum afterwards, as flash attention does: d multiplies per row instead of s.
 fn head_forward(
     [q, k, v]: [ArrayView2<'_, f32>; 3],
     scale: f32,
     p: &mut Array2<f32>,
+    sums: &mut [f32],
     out: &mut ArrayViewMut2<'_, f32>,
     lse: &mut [f32],
 ) {
     gemm_into(scale, &q, &k.t(), 0.0, &mut p.view_mut(), Threads::One);
     let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
-    let mut sums = vec![0.0f32; q.nrows()];
-    exp_rows(rows, q.nrows(), lse, &mut sums);
+    exp_rows(rows, q.nrows(), lse, sums);
     gemm_into(1.0, &p.view(), &v, 0.0, out, Threads::One);
-    for (mut row, &sum) in out.rows_mut().into_iter().zip(&sums) {
+    for (mut row, &sum) in out.rows_mut().into_iter().zip(sums.iter()) {
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|o| *o *= inv);
     }

@@ -58,9 +58,8 @@ fn transposed_last_two(memory: &[f32], shape: &[usize], strides: &[usize]) -> Op
     Some(out)
 }
 
-/// [`gather`] for any strides: `memory` holds them all
-/// (element [0, ..] first, non-negative `strides`). Row by row, each row a strided run;
-/// ndarray's element iterator over such a view was ~14 % of mlp_t inference (`perf`).
+/// [`gather`] for any strides, row by row, each row a strided run (ndarray's element
+/// iterator over such a view was ~14 % of mlp_t inference, `perf`).
 fn gather_rows(memory: &[f32], shape: &[usize], strides: &[usize]) -> Vec<f32> {
     let len: usize = shape.iter().product();
     let mut out = Vec::with_capacity(len);
