@@ -66,8 +66,14 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// What matches a result with the official one: a bound matches the phase it bounds.
 fn key(v: &Value) -> String {
-    format!("{}|{}|{}|{}", v["kind"], v["config"], v["batch"], v["n_sup"])
+    let kind = v["kind"].as_str().unwrap_or("?");
+    format!("{}|{}|{}|{}", kind.trim_end_matches("_bound"), v["config"], v["batch"], v["n_sup"])
+}
+
+fn is_bound(v: &Value) -> bool {
+    v["kind"].as_str().is_some_and(|k| k.ends_with("_bound"))
 }
 
 fn num(v: &Value, k: &str) -> Option<f64> {
@@ -86,12 +92,18 @@ fn fmt_opt(x: Option<f64>, digits: usize) -> String {
 
 fn run_ours(backend: &str, case: &(&str, usize, usize, &[&str]), phase: &str, t: &BenchTask) -> Result<Vec<Value>> {
     let (config, hidden, batch, _) = case;
-    // The matmul rate goes with the training step, whose GFLOP/s is given as a share of it.
-    let only = if phase == "train" { "matmul,train" } else { phase };
+    // The matmul rate goes with the training step, whose GFLOP/s is given as a share of it;
+    // each phase's bound (CPU only) follows it in the same process.
+    let only = match (phase, backend) {
+        ("train", "cpu") => "matmul,train,bound".to_string(),
+        ("train", _) => "matmul,train".to_string(),
+        (phase, "cpu") => format!("{phase},bound"),
+        (phase, _) => phase.to_string(),
+    };
     let out = Command::new("target/release/trm")
         .args(["bench", "--json", "--backend", backend, "--config", config])
         .args(["--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
-        .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string(), "--only", only])
+        .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string(), "--only", &only])
         .env("RAYON_NUM_THREADS", t.threads.to_string())
         .output()
         .context("running target/release/trm bench")?;
@@ -210,8 +222,19 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
             fmt_opt(off_s, 4),
             fmt_opt(off.and_then(|o| num(o, "peak_rss_mib")), 0),
             fmt_opt(off.and_then(rss_growth), 0),
-            speedup.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into()),
+            // A bound's "speed-up" is the most any implementation could reach here.
+            speedup
+                .map(|x| format!("{}{x:.2}x", if is_bound(v) { "at most " } else { "" }))
+                .unwrap_or_else(|| "-".into()),
         ));
+    }
+    if ours.iter().any(is_bound) {
+        s.push_str(
+            "\nRows `*_bound`: the least time the phase's arithmetic can take on this CPU (every matrix \
+             product timed alone in a hot loop, plus the unavoidable exps; everything else free; \
+             `trm bench --only bound`). Their share of matmul is against the reference's fastest call, \
+             their speed-up column the most any implementation could reach against the official time.\n",
+        );
     }
     if official.is_empty() {
         s.push_str("\nOfficial code: not run (pass `--vs-official DIR` with torch installed).\n");

@@ -13,7 +13,7 @@ use trm_model::ar::bench::{
     CacheCapacity,
 };
 use trm_model::ar::ArTrmConfig;
-use trm_model::bench::{bench_inference, bench_matmul, bench_train_step, BenchResult, BenchSpec};
+use trm_model::bench::{bench_bound, bench_inference, bench_matmul, bench_train_step, BenchResult, BenchSpec, BoundOf};
 use trm_model::TrmConfig;
 
 /// Arguments of `trm bench`.
@@ -49,8 +49,11 @@ pub struct BenchArgs {
     /// Supervision steps for the batch-1 latency measurement (0 skips it).
     #[arg(long, default_value_t = 16)]
     pub latency_n_sup: usize,
-    /// What to run: comma-separated among train, infer, latency, matmul.
-    #[arg(long, default_value = "matmul,train,infer,latency")]
+    /// What to run: comma-separated among train, infer, latency, matmul, bound. `bound`
+    /// adds, for each of train, infer and latency also asked for (all three when none is),
+    /// the least time its arithmetic can take on this CPU: every product at hot-loop speed
+    /// plus the unavoidable exps, the rest free (CPU backend only; docs/benchmarks.md).
+    #[arg(long, default_value = "matmul,train,infer,latency,bound")]
     pub only: String,
     /// Print only the JSON lines.
     #[arg(long)]
@@ -104,7 +107,7 @@ struct Job {
 
 fn table(results: &[BenchResult]) {
     println!(
-        "{:<10} {:<22} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>8} {:>9} {:>10}",
+        "{:<16} {:<22} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>8} {:>9} {:>10}",
         "kind",
         "config",
         "batch",
@@ -123,15 +126,29 @@ fn table(results: &[BenchResult]) {
         let rss = r.peak_rss_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
         let faults = r.page_faults_per_iter.map(|f| format!("{f:.0}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<10} {:<22} {:>5} {:>6} {:>5} {:>10.4} {:>12.3} {:>9.2} {:>9.1} {:>8} {:>9} {:>10}",
+            "{:<16} {:<22} {:>5} {:>6} {:>5} {:>10.4} {:>12.3} {:>9.2} {:>9.1} {:>8} {:>9} {:>10}",
             r.kind, r.config, r.batch, r.hidden, r.n_sup, r.median_s, r.per_s, r.gflop, r.gflops, frac, rss, faults
         );
     }
 }
 
+/// The pieces of each bound, after the table.
+fn bound_tables(results: &[BenchResult]) {
+    for r in results.iter().filter(|r| !r.bound_parts.is_empty()) {
+        let (p, e) = (r.products_s.unwrap_or(0.0), r.exp_s.unwrap_or(0.0));
+        println!("\n{} {}: {:.4} s = products {p:.4} s + exps {e:.4} s", r.kind, r.config, r.median_s);
+        println!("  {:<48} {:>7} {:>10} {:>9} {:>9}", "piece", "count", "each us", "GFLOP/s", "total s");
+        for part in &r.bound_parts {
+            let rate = part.gflops.map(|g| format!("{g:.1}")).unwrap_or_else(|| "-".into());
+            let total = part.each_s * part.count as f64;
+            println!("  {:<48} {:>7} {:>10.1} {:>9} {:>9.4}", part.what, part.count, part.each_s * 1e6, rate, total);
+        }
+    }
+}
+
 impl BackendJob for Job {
-    type Output = anyhow::Result<()>;
-    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+    type Output = anyhow::Result<Vec<BenchResult>>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<Vec<BenchResult>> {
         let Job { args, cfg } = self;
         let only: Vec<&str> = args.only.split(',').map(str::trim).collect();
         let config_name = args.config.as_deref().unwrap_or(DEFAULT_CONFIG);
@@ -155,11 +172,14 @@ impl BackendJob for Job {
             // Cheap (tens of ms), so more iterations than the rest: with 3 the rate moved by
             // ±25 % between runs, and the training step's share of it with it.
             let r = bench_matmul::<B::InnerBackend>(&spec.backend, rows, 512, 1536, (3, steps.max(10)), &device);
-            mm_rate = Some(r.gflops);
+            // A bound (fastest calls) is compared with the fastest call of the reference,
+            // a measured phase (median) with its median.
+            mm_rate = Some((r.gflops, r.gflop / r.min_s));
             emit(r, &mut results);
         }
         let with_frac = |mut r: BenchResult| {
-            r.frac_of_matmul = mm_rate.map(|m| r.gflops / m);
+            let bound = !r.bound_parts.is_empty();
+            r.frac_of_matmul = mm_rate.map(|(median, fastest)| r.gflops / if bound { fastest } else { median });
             r
         };
         if only.contains(&"train") {
@@ -173,11 +193,34 @@ impl BackendJob for Job {
             let r = bench_inference::<B::InnerBackend>(&spec, "latency", 1, args.latency_n_sup, &device);
             emit(with_frac(r), &mut results);
         }
+        if only.contains(&"bound") {
+            let phases = [
+                ("train", BoundOf::TrainStep, args.batch, 1),
+                ("infer", BoundOf::Inference, args.batch, args.n_sup),
+                ("latency", BoundOf::Latency, 1, args.latency_n_sup),
+            ];
+            let none_asked = !phases.iter().any(|(name, ..)| only.contains(name));
+            let asked = phases.iter().filter(|(name, ..)| none_asked || only.contains(name));
+            for &(_, of, batch, n_sup) in asked.filter(|p| p.3 > 0) {
+                if kind != BackendKind::Cpu {
+                    eprintln!("bound: skipped on {kind}: it times the CPU kernels");
+                    break;
+                }
+                match bench_bound(&spec, of, batch, n_sup) {
+                    Some(r) => emit(with_frac(r), &mut results),
+                    None => {
+                        eprintln!("bound: skipped: built without trm-model's cpu-kernels feature");
+                        break;
+                    }
+                }
+            }
+        }
         if !args.json {
             println!();
             table(&results);
+            bound_tables(&results);
         }
-        Ok(())
+        Ok(results)
     }
 }
 
@@ -186,6 +229,11 @@ pub fn run(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Resu
     if args.ar {
         return run_ar(args, backend, device);
     }
+    run_model(args, backend, device).map(drop)
+}
+
+/// `trm bench` without `--ar`: prints the results and returns them.
+fn run_model(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Result<Vec<BenchResult>> {
     let cfg = load_config(args.config.as_deref().unwrap_or(DEFAULT_CONFIG), args.hidden)?;
     trm_backend::dispatch(backend, device, Job { args, cfg })?
 }
@@ -449,5 +497,45 @@ mod tests {
             assert_eq!(c.to_string().parse::<CacheCapacity>().unwrap(), c);
         }
         assert!("wide".parse::<CacheCapacity>().is_err());
+    }
+
+    #[test]
+    fn bench_runs_a_tiny_config_with_its_bounds() {
+        // The whole `trm bench` path on a config file: the bound rows are built for the
+        // phases asked for, and a bad --only entry or config is an error, not a panic.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let dir = std::env::temp_dir().join(format!("trm-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tiny.toml");
+        let mut cfg = TrmConfig::sudoku_att();
+        (cfg.hidden_size, cfg.num_heads, cfg.puzzle_emb_ndim, cfg.t_cycles, cfg.n_cycles) = (16, 2, 16, 2, 1);
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        let args = |only: &str| {
+            let argv = ["bench", "--config", path.to_str().unwrap(), "--batch", "2", "--steps", "1", "--warmup", "0"];
+            <Cli as clap::Parser>::parse_from(argv.into_iter().chain(["--only", only, "--latency-n-sup", "2"])).bench
+        };
+        let cases: [(&str, &[&str]); 3] = [
+            ("train,bound", &["train_step", "train_step_bound"]),
+            ("bound", &["train_step_bound", "inference_bound", "latency_bound"]),
+            ("matmul,latency,bound", &["matmul", "latency", "latency_bound"]),
+        ];
+        for (only, kinds) in cases {
+            let results = run_model(args(only), BackendKind::Cpu, 0).unwrap_or_else(|e| panic!("--only {only}: {e:#}"));
+            assert_eq!(results.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), kinds, "--only {only}");
+            let mut bounds = results.iter().filter(|r| r.kind.ends_with("_bound"));
+            assert!(bounds.clone().all(|r| !r.bound_parts.is_empty() && r.median_s > 0.0));
+            // With the reference in the same run, a bound's share is against its fastest call.
+            if let (Some(mm), Some(b)) = (results.iter().find(|r| r.kind == "matmul"), bounds.next_back()) {
+                let want = b.gflops / (mm.gflop / mm.min_s);
+                assert!((b.frac_of_matmul.unwrap() - want).abs() < 1e-9 * want);
+            }
+        }
+        std::fs::write(&path, "hidden_size = 'wide'\n").unwrap();
+        assert!(run(args("bound"), BackendKind::Cpu, 0).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

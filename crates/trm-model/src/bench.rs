@@ -189,6 +189,29 @@ pub struct BenchResult {
     /// the allocator hands freed buffers back to the kernel and faults them in again (see
     /// `trm_backend::keep_freed_memory`).
     pub page_faults_per_iter: Option<f64>,
+    /// For a bound ([`bench_bound`]): seconds of the phase's matrix products at hot-loop speed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub products_s: Option<f64>,
+    /// For a bound: seconds of the `exp`s its forward calls cannot avoid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp_s: Option<f64>,
+    /// For a bound: its pieces, the products first and the exps last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bound_parts: Vec<BoundPart>,
+}
+
+/// One timed piece of a bound ([`bench_bound`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BoundPart {
+    /// What was timed: a product's shape (ᵀ marks a transposed view), the attention's
+    /// per-head products, or the exps of one forward call.
+    pub what: String,
+    /// Times the phase runs it.
+    pub count: usize,
+    /// Fastest seconds of one run in the hot loop.
+    pub each_s: f64,
+    /// Its FLOPs over `each_s`; none for the exps.
+    pub gflops: Option<f64>,
 }
 
 impl BenchResult {
@@ -224,6 +247,9 @@ impl BenchResult {
             peak_rss_mib: peak_rss_bytes().map(mib),
             base_rss_mib,
             page_faults_per_iter: timings.page_faults_per_iter,
+            products_s: None,
+            exp_s: None,
+            bound_parts: Vec::new(),
         }
     }
 }
@@ -363,6 +389,83 @@ pub fn bench_inference<B: Backend>(
     )
 }
 
+/// The phase a bound is for: the same work as [`bench_train_step`] or [`bench_inference`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundOf {
+    /// One training supervision step.
+    TrainStep,
+    /// Inference for N_sup steps (batch throughput).
+    Inference,
+    /// Inference for N_sup steps at batch 1.
+    Latency,
+}
+
+impl BoundOf {
+    /// `kind` of the result: the bounded phase's kind with `_bound` appended.
+    pub fn kind(self) -> &'static str {
+        match self {
+            BoundOf::TrainStep => "train_step_bound",
+            BoundOf::Inference => "inference_bound",
+            BoundOf::Latency => "latency_bound",
+        }
+    }
+}
+
+/// The least time the phase's arithmetic can take on this CPU (the fused CPU kernels only;
+/// `None` without the `cpu-kernels` feature): each matrix product the FLOP formula counts,
+/// timed alone in a hot loop through the kernels' GEMM on the current rayon pool, times how
+/// often the phase runs it, plus the `exp` of every softmax score and SiLU element of its
+/// forward calls. Everything else counts as free. `median_s` is the sum, `gflops` the
+/// formula's FLOPs over it: no step of this arithmetic on this machine with this GEMM gets
+/// above that rate, so a goal set above it is out of reach. Nothing is backend-generic here:
+/// on a GPU backend the bound of the CPU would be meaningless, so callers skip it there.
+pub fn bench_bound(spec: &BenchSpec, of: BoundOf, batch: usize, n_sup: usize) -> Option<BenchResult> {
+    #[cfg(feature = "cpu-kernels")]
+    {
+        let cfg = &spec.config;
+        let cycle_calls = cfg.t_cycles * (cfg.n_cycles + 1);
+        let (calls, flop, n_sup) = match of {
+            BoundOf::TrainStep => {
+                let calls = crate::kernels::Calls {
+                    forward: cycle_calls,
+                    backward: cfg.n_cycles + 1,
+                    heads_forward: 1,
+                    heads_backward: 1,
+                };
+                (calls, train_step_flops(cfg, batch), 1)
+            }
+            BoundOf::Inference | BoundOf::Latency => {
+                let calls = crate::kernels::Calls {
+                    forward: n_sup * cycle_calls,
+                    backward: 0,
+                    heads_forward: n_sup,
+                    heads_backward: 0,
+                };
+                (calls, inference_flops(cfg, batch, n_sup), n_sup)
+            }
+        };
+        let (parts, fewest) = crate::kernels::time_bound(cfg, batch, calls);
+        let total = |exps: bool| {
+            parts.iter().filter(|p| p.gflops.is_none() == exps).map(|p| p.each_s * p.count as f64).sum::<f64>()
+        };
+        let (products_s, exp_s) = (total(false), total(true));
+        let timings = Timings { seconds: vec![products_s + exp_s], page_faults_per_iter: None };
+        let mut r =
+            BenchResult::new(of.kind(), &spec.name, &spec.backend, Some(cfg), batch, n_sup, &timings, flop, None);
+        if of == BoundOf::Inference {
+            r.per_s = batch as f64 / r.median_s;
+        }
+        (r.iters, r.peak_rss_mib, r.products_s, r.exp_s) = (fewest, None, Some(products_s), Some(exp_s));
+        r.bound_parts = parts;
+        Some(r)
+    }
+    #[cfg(not(feature = "cpu-kernels"))]
+    {
+        let _ = (spec, of, batch, n_sup);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +527,12 @@ mod tests {
         assert!(i.per_s > 0.0);
         let m = bench_matmul::<NdArray<f32>>("cpu", 8, 8, 8, (0, 1), &device);
         assert_eq!(m.gflop, 2.0 * 512.0 / 1e9);
+        let b = bench_bound(&spec, BoundOf::TrainStep, 2, 1).expect("the default build has the CPU kernels");
+        assert_eq!((b.kind.as_str(), b.gflop), ("train_step_bound", t.gflop));
+        assert_eq!(b.median_s, b.products_s.unwrap() + b.exp_s.unwrap());
+        let parts_s: f64 = b.bound_parts.iter().map(|p| p.each_s * p.count as f64).sum();
+        assert!((parts_s - b.median_s).abs() <= 1e-12 * parts_s);
+        let line = serde_json::to_string(&b).unwrap();
+        assert!(line.contains("\"products_s\"") && !serde_json::to_string(&t).unwrap().contains("products_s"));
     }
 }

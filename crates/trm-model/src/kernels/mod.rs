@@ -11,6 +11,8 @@
 #[cfg(feature = "cpu-kernels")]
 mod attention_cpu;
 #[cfg(feature = "cpu-kernels")]
+mod bound_cpu;
+#[cfg(feature = "cpu-kernels")]
 mod buffers;
 #[cfg(feature = "cpu-kernels")]
 mod cached_attention_cpu;
@@ -29,6 +31,8 @@ mod rms_norm_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod swiglu_cpu;
 
+#[cfg(feature = "cpu-kernels")]
+pub(crate) use bound_cpu::{time_bound, Calls};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;

@@ -28,7 +28,7 @@ pub(crate) fn forward(g: &[f32], u: &[f32]) -> Vec<f32> {
 }
 
 /// [`forward`] on the calling thread, into `out`.
-fn forward_into(out: &mut [f32], g: &[f32], u: &[f32]) {
+pub(crate) fn forward_into(out: &mut [f32], g: &[f32], u: &[f32]) {
     fast_math::widest_simd(
         #[inline(always)]
         || {
