@@ -141,7 +141,7 @@ pub(crate) fn forward(
                 let (mut lse_h, mut sums) = (vec![0.0f32; dims.s], vec![0.0f32; dims.s]);
                 let head = |x| item(x, b, dims).slice_move(s![.., h, ..]);
                 let qkv = [head(&q_rot), head(&k_rot), head(v)];
-                head_forward(qkv, scale, &mut p, &mut sums, &mut out_h.view_mut(), &mut lse_h);
+                head_forward(qkv, scale, &mut p, &mut sums, &mut out_h.view_mut(), save.then_some(&mut lse_h[..]));
                 (out_h, lse_h)
             })
             .collect();
@@ -160,7 +160,8 @@ pub(crate) fn forward(
                 let (mut p, mut sums) = (Array2::<f32>::zeros((dims.s, dims.s)), vec![0.0f32; dims.s]);
                 for (h, lse_h) in lse.chunks_exact_mut(dims.s).enumerate() {
                     let qkv = [qi.slice(s![.., h, ..]), ki.slice(s![.., h, ..]), vi.slice(s![.., h, ..])];
-                    head_forward(qkv, scale, &mut p, &mut sums, &mut out.slice_mut(s![.., h, ..]), lse_h);
+                    let mut out_h = out.slice_mut(s![.., h, ..]);
+                    head_forward(qkv, scale, &mut p, &mut sums, &mut out_h, save.then_some(lse_h));
                 }
             },
         );
@@ -178,7 +179,7 @@ fn head_forward(
     p: &mut Array2<f32>,
     sums: &mut [f32],
     out: &mut ArrayViewMut2<'_, f32>,
-    lse: &mut [f32],
+    lse: Option<&mut [f32]>,
 ) {
     gemm_into(scale, &q, &k.t(), 0.0, &mut p.view_mut(), Threads::One);
     let rows = p.as_slice_mut().expect("a fresh [s, s] array is standard layout");
@@ -191,18 +192,21 @@ fn head_forward(
 }
 
 /// Replaces every `s`-long row of `p` by e^(x − max of the row), and writes the row's sum
-/// to `sums` and its log-sum-exp to `lse`.
+/// to `sums` and, when asked (the backward needs it; inference and the no-grad cycles do
+/// not, and a scalar `ln` per row was ~1 % of inference), its log-sum-exp to `lse`.
 ///
 /// Compiled for the widest SIMD the CPU has ([`fast_math::widest_simd`]): the `exp`
 /// polynomial over B·H·S² scores is compute-bound.
-fn exp_rows(p: &mut [f32], s: usize, lse: &mut [f32], sums: &mut [f32]) {
+fn exp_rows(p: &mut [f32], s: usize, mut lse: Option<&mut [f32]>, sums: &mut [f32]) {
     fast_math::widest_simd(
         #[inline(always)]
         || {
-            for ((row, lse), sum) in p.chunks_exact_mut(s).zip(lse).zip(sums) {
+            for (i, (row, sum)) in p.chunks_exact_mut(s).zip(sums).enumerate() {
                 let max = fast_math::max(row);
                 *sum = fast_math::exp_sum_in_place(row, max);
-                *lse = max + sum.ln();
+                if let Some(lse) = lse.as_deref_mut() {
+                    lse[i] = max + sum.ln();
+                }
             }
         },
     )
@@ -431,7 +435,7 @@ mod tests {
         let scores = values(3 * s * s, 11, 40.0);
         let mut p = scores.clone();
         let (mut lse, mut sums) = (vec![0.0f32; 3 * s], vec![0.0f32; 3 * s]);
-        exp_rows(&mut p, s, &mut lse, &mut sums);
+        exp_rows(&mut p, s, Some(&mut lse), &mut sums);
         let mut want = scores.clone();
         for ((row, &got_lse), &got_sum) in want.chunks_exact_mut(s).zip(&lse).zip(&sums) {
             let max = fast_math::max(row);
@@ -439,6 +443,10 @@ mod tests {
             assert_eq!((sum.to_bits(), (max + sum.ln()).to_bits()), (got_sum.to_bits(), got_lse.to_bits()));
         }
         assert!(p.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // Without the log-sum-exp (inference, no-grad cycles): the same rows and sums.
+        let (mut p_only, mut sums_only) = (scores.clone(), vec![0.0f32; 3 * s]);
+        exp_rows(&mut p_only, s, None, &mut sums_only);
+        assert!(p_only.iter().zip(&p).all(|(a, b)| a.to_bits() == b.to_bits()) && sums_only == sums);
         // The probabilities the backward uses: the unnormalised rows over their sums.
         for ((row, &sum), scores) in p.chunks_exact_mut(s).zip(&sums).zip(scores.chunks_exact(s)) {
             let mut softmax = scores.to_vec();

@@ -75,9 +75,14 @@ pub(crate) fn swiglu_add_rms_norm(
         let u = matmul_new(&view(h, r, d), &view(w_up, d, inner), Threads::One);
         in_place(&mut a, &u);
         let m = matmul_new(&view(&a, r, inner), &view(w_down, inner, d), Threads::One);
-        for ((y, h), m) in out.chunks_exact_mut(d).zip(h.chunks_exact(d)).zip(m.chunks_exact(d)) {
-            rms_norm_cpu::normalize_row(y, h, Some(m), eps);
-        }
+        fast_math::widest_simd(
+            #[inline(always)]
+            || {
+                for ((y, h), m) in out.chunks_exact_mut(d).zip(h.chunks_exact(d)).zip(m.chunks_exact(d)) {
+                    rms_norm_cpu::normalize_row(y, h, Some(m), eps);
+                }
+            },
+        );
     });
     out
 }
