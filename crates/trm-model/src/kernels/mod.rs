@@ -454,9 +454,10 @@ mod tests {
         let w = |shape: [usize; 2], seed| deterministic::<Nd, 2>(shape, seed, &device).mul_scalar(0.4);
         let weights = [w([d, width], 11), w([d, width], 12), w([width, d], 13)];
         // On two threads (the fused path needs more than 4 rows per thread): one row (the
-        // composition), 97 rows (an uneven split) and 900.
+        // composition), 97 rows (an uneven split), 900, and 14000 (over 1 MiB of activations
+        // per thread: two tasks per thread).
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        for (batch, seq) in [(1, 1), (1, 97), (3, 300)] {
+        for (batch, seq) in [(1, 1), (1, 97), (3, 300), (2, 7000)] {
             let h = deterministic::<Nd, 3>([batch, seq, d], 14, &device).mul_scalar(2.0);
             let fused =
                 pool.install(|| ndarray_glue::swiglu_add_rms_norm(&h, [&weights[0], &weights[1], &weights[2]], 1e-5));
