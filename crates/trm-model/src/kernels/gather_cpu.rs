@@ -10,8 +10,10 @@ use super::buffers;
 /// output column) are read 16 floats at a time while the 16 output rows stay in L1.
 const TILE: usize = 16;
 
-/// Elements per rayon task of the tiled copy. Smaller transposes (batch 1: 97 × 128) keep
-/// the row-by-row copy: they fit in L2, and the tiles' output would first have to be zeroed.
+/// Elements per rayon task of the tiled copy. Smaller transposes (batch 1: 97 × 128) are
+/// tiled on the calling thread: splitting them costs more than it saves, but the row copy
+/// of a strided run (an element per cache line, through `step_by`) took 15 µs per
+/// batch-1 mixer transpose, 4.9 % of sudoku-mlp latency samples with the other thread idle.
 const TASK_ELEMENTS: usize = 1 << 14;
 
 /// The elements of a strided view in row-major logical order. `memory` holds them all
@@ -22,9 +24,9 @@ pub(crate) fn gather(memory: &[f32], shape: &[usize], strides: &[usize]) -> Vec<
 
 /// [`gather`] when the last two axes are a transpose (the second-to-last has stride 1, the
 /// last does not): a `swap_dims` of the last two axes of a row-major array. Copied in
-/// [`TILE`]-square tiles on all threads; row by row each output element came from another
-/// cache line, and the copy ran on one thread (`perf`: 4.6 % of sudoku-mlp B=32 inference
-/// samples, with the other thread waiting).
+/// [`TILE`]-square tiles, on all threads from [`TASK_ELEMENTS`] elements on; row by row
+/// each output element came from another cache line, and the copy ran on one thread
+/// (`perf`: 4.6 % of sudoku-mlp B=32 inference samples, with the other thread waiting).
 fn transposed_last_two(memory: &[f32], shape: &[usize], strides: &[usize]) -> Option<Vec<f32>> {
     let n = shape.len();
     if n < 2 || strides[n - 2] != 1 || strides[n - 1] == 1 {
@@ -32,7 +34,7 @@ fn transposed_last_two(memory: &[f32], shape: &[usize], strides: &[usize]) -> Op
     }
     let (rows, cols, col_stride) = (shape[n - 2], shape[n - 1], strides[n - 1]);
     let len: usize = shape.iter().product();
-    if len < TASK_ELEMENTS {
+    if len == 0 {
         return None;
     }
     // Offset of every index of the leading axes, in row-major order.
@@ -40,9 +42,8 @@ fn transposed_last_two(memory: &[f32], shape: &[usize], strides: &[usize]) -> Op
     for (&size, &stride) in shape[..n - 2].iter().zip(&strides[..n - 2]) {
         bases = bases.iter().flat_map(|&b| (0..size).map(move |i| b + i * stride)).collect();
     }
-    let mut out = buffers::zeroed(len);
-    let min_tiles = (TASK_ELEMENTS / (TILE * cols)).max(1);
-    out.par_chunks_mut(TILE * cols).with_min_len(min_tiles).enumerate().for_each(|(tile_row, out)| {
+    // One band of TILE output rows, copied tile by tile.
+    let band = |(tile_row, out): (usize, &mut [f32])| {
         let first = tile_row * TILE;
         for c0 in (0..cols).step_by(TILE) {
             let c1 = (c0 + TILE).min(cols);
@@ -54,7 +55,15 @@ fn transposed_last_two(memory: &[f32], shape: &[usize], strides: &[usize]) -> Op
                 }
             }
         }
-    });
+    };
+    if len < TASK_ELEMENTS {
+        let mut out = vec![0.0; len];
+        out.chunks_mut(TILE * cols).enumerate().for_each(band);
+        return Some(out);
+    }
+    let mut out = buffers::zeroed(len);
+    let min_tiles = (TASK_ELEMENTS / (TILE * cols)).max(1);
+    out.par_chunks_mut(TILE * cols).with_min_len(min_tiles).enumerate().for_each(band);
     Some(out)
 }
 
@@ -123,12 +132,18 @@ mod tests {
             assert_eq!(tiled.as_ref(), Some(&want), "tiled {shape:?} {perm:?}");
             assert_eq!(got, want, "{shape:?} {perm:?}");
         }
-        // Small transposes (batch 1) and other permutations take the row-by-row copy.
-        for (shape, perm) in [(vec![97, 128], vec![1, 0]), (vec![30, 40, 50], vec![2, 0, 1])] {
+        // Small transposes (batch 1, under one task) are tiled on the calling thread, also
+        // with fewer elements than a tile; other permutations take the row-by-row copy.
+        for (shape, perm) in [(vec![1, 97, 128], vec![0, 2, 1]), (vec![97, 128], vec![1, 0]), (vec![3, 5], vec![1, 0])]
+        {
             let (tiled, got, want) = gathered(&shape, &perm);
-            assert!(tiled.is_none(), "{shape:?} {perm:?}");
+            assert_eq!(tiled.as_ref(), Some(&want), "tiled {shape:?} {perm:?}");
             assert_eq!(got, want, "{shape:?} {perm:?}");
         }
+        let (tiled, got, want) = gathered(&[30, 40, 50], &[2, 0, 1]);
+        assert!(tiled.is_none());
+        assert_eq!(got, want);
         assert!(transposed_last_two(&[0.0; 20000], &[100, 200], &[200, 1]).is_none(), "already row-major");
+        assert!(transposed_last_two(&[], &[0, 3], &[1, 5]).is_none(), "empty");
     }
 }
