@@ -193,7 +193,9 @@ impl BackendJob for Job {
             let r = bench_inference::<B::InnerBackend>(&spec, "latency", 1, args.latency_n_sup, &device);
             emit(with_frac(r), &mut results);
         }
-        if only.contains(&"bound") {
+        if only.contains(&"bound") && kind != BackendKind::Cpu {
+            eprintln!("bound: skipped on {kind}: it times the CPU kernels");
+        } else if only.contains(&"bound") {
             let phases = [
                 ("train", BoundOf::TrainStep, args.batch, 1),
                 ("infer", BoundOf::Inference, args.batch, args.n_sup),
@@ -202,10 +204,6 @@ impl BackendJob for Job {
             let none_asked = !phases.iter().any(|(name, ..)| only.contains(name));
             let asked = phases.iter().filter(|(name, ..)| none_asked || only.contains(name));
             for &(_, of, batch, n_sup) in asked.filter(|p| p.3 > 0) {
-                if kind != BackendKind::Cpu {
-                    eprintln!("bound: skipped on {kind}: it times the CPU kernels");
-                    break;
-                }
                 match bench_bound(&spec, of, batch, n_sup) {
                     Some(r) => emit(with_frac(r), &mut results),
                     None => {

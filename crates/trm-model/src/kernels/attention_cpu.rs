@@ -150,7 +150,9 @@ pub(crate) fn forward(
             item_view_mut(&mut out[b * dims.item()..(b + 1) * dims.item()], dims)
                 .slice_mut(s![.., h, ..])
                 .assign(&out_h);
-            lse[bh * dims.s..(bh + 1) * dims.s].copy_from_slice(&lse_h);
+            if save {
+                lse[bh * dims.s..(bh + 1) * dims.s].copy_from_slice(&lse_h);
+            }
         }
     } else {
         out.par_chunks_mut(dims.item()).zip(lse.par_chunks_mut(dims.h * dims.s)).enumerate().for_each(

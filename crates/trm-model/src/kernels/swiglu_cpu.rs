@@ -90,8 +90,9 @@ pub(crate) fn swiglu_add_rms_norm(
 /// gets several tasks of at most ~1 MiB of activations. Each task packs the three weight
 /// matrices for its products: at D=512 (3 MiB each) that costs more than the finer split
 /// gains (256-row tasks: −1 to −5 % at D=512 B=16), at D=128 (256 KiB each) the activations
-/// staying in a core's cache win (388-row tasks at B=32: sudoku-mlp inference −7 %, faster
-/// in 4 of 5 interleaved rounds; sudoku-att −1 to −6 %). Batch 1 keeps one task per thread.
+/// staying in a core's cache win (388-row tasks at B=32: sudoku-mlp inference −3 to −7 %,
+/// faster in 4 of 5 interleaved rounds twice; sudoku-att and training unchanged). Batch 1
+/// keeps one task per thread.
 fn rows_per_task(rows: usize, d: usize, inner: usize, threads: usize) -> usize {
     const WEIGHTS_SMALL: usize = 1 << 20;
     const ACTIVATIONS_PER_TASK: usize = 1 << 20;
