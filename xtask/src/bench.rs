@@ -18,6 +18,16 @@ pub struct BenchTask {
     /// Extra trm-cli features (wgpu, cuda or wgpu,cuda); their backends are benched too.
     #[arg(long)]
     features: Option<String>,
+    /// Bench this prebuilt `trm` binary instead of building one (on a machine without
+    /// cargo, e.g. a GPU host the binary was carried to); the criterion benches are skipped.
+    #[arg(long)]
+    trm: Option<PathBuf>,
+    /// The backends to bench (comma-separated); default: cpu and those of --features.
+    #[arg(long)]
+    backends: Option<String>,
+    /// Where the official model runs: cpu (with --threads) or cuda.
+    #[arg(long, default_value = "cpu")]
+    official_device: String,
     /// A checkout of the official TinyRecursiveModels repository to compare against
     /// (needs python3 with torch, pydantic and einops).
     #[arg(long)]
@@ -41,6 +51,9 @@ pub struct BenchTask {
     /// Only the hidden-128 configurations.
     #[arg(long)]
     quick: bool,
+    /// Only the configurations of this width (128 or 512).
+    #[arg(long)]
+    hidden: Option<usize>,
     /// Skip the criterion micro-benchmarks.
     #[arg(long)]
     no_criterion: bool,
@@ -66,10 +79,14 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// What matches a result with the official one: a bound matches the phase it bounds.
+/// What matches a result with the official one: a bound matches the phase it bounds, and a
+/// CPU result the official code's on the CPU, a GPU backend's its result on the GPU.
 fn key(v: &Value) -> String {
     let kind = v["kind"].as_str().unwrap_or("?");
-    format!("{}|{}|{}|{}", kind.trim_end_matches("_bound"), v["config"], v["batch"], v["n_sup"])
+    let backend = v["backend"].as_str().unwrap_or("cpu");
+    let on_cpu = backend == "cpu" || (backend.starts_with("torch-") && backend.contains("-cpu-"));
+    let place = if on_cpu { "cpu" } else { "gpu" };
+    format!("{}|{}|{}|{}|{place}", kind.trim_end_matches("_bound"), v["config"], v["batch"], v["n_sup"])
 }
 
 fn is_bound(v: &Value) -> bool {
@@ -100,13 +117,14 @@ fn run_ours(backend: &str, case: &(&str, usize, usize, &[&str]), phase: &str, t:
         (phase, "cpu") => format!("{phase},bound"),
         (phase, _) => phase.to_string(),
     };
-    let out = Command::new("target/release/trm")
+    let trm = t.trm.clone().unwrap_or_else(|| PathBuf::from("target/release/trm"));
+    let out = Command::new(&trm)
         .args(["bench", "--json", "--backend", backend, "--config", config])
         .args(["--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
         .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string(), "--only", &only])
         .env("RAYON_NUM_THREADS", t.threads.to_string())
         .output()
-        .context("running target/release/trm bench")?;
+        .with_context(|| format!("running {} bench", trm.display()))?;
     if !out.status.success() {
         bail!("trm bench {config} h{hidden} on {backend} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -131,7 +149,7 @@ fn run_official(
         .arg(dir)
         .args(["--config", config, "--hidden", &hidden.to_string(), "--batch", &batch.to_string()])
         .args(["--steps", &t.steps.to_string(), "--warmup", &t.warmup.to_string()])
-        .args(["--threads", &t.threads.to_string(), "--only", phase])
+        .args(["--threads", &t.threads.to_string(), "--only", phase, "--device", &t.official_device])
         .env("OMP_NUM_THREADS", t.threads.to_string())
         .output()
     {
@@ -196,22 +214,37 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
         t.steps,
         t.warmup
     );
-    s.push_str(
-        "| backend | config | kind | batch | N_sup | median s | per s | GFLOP/s | of matmul | page faults / iter \
-         | peak RSS MiB | RSS growth MiB | official s | official peak RSS MiB | official RSS growth MiB | speed-up |\n",
-    );
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    // The device-memory columns only when a GPU backend reported it.
+    let on_device = ours.iter().chain(official).any(|v| num(v, "device_peak_mib").is_some());
+    let mut header = vec![
+        "backend",
+        "config",
+        "kind",
+        "batch",
+        "N_sup",
+        "median s",
+        "per s",
+        "GFLOP/s",
+        "of matmul",
+        "page faults / iter",
+        "peak RSS MiB",
+        "RSS growth MiB",
+    ];
+    header.extend(on_device.then_some("device MiB"));
+    header.extend(["official s", "official peak RSS MiB", "official RSS growth MiB"]);
+    header.extend(on_device.then_some("official device MiB"));
+    header.push("speed-up");
+    s.push_str(&format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len())));
     for v in ours {
         let off = official.iter().find(|o| key(o) == key(v));
         let off_s = off.and_then(|o| num(o, "median_s"));
         let speedup = off_s.zip(num(v, "median_s")).map(|(o, m)| o / m);
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            v["backend"].as_str().unwrap_or("?"),
-            v["config"].as_str().unwrap_or("?"),
-            v["kind"].as_str().unwrap_or("?"),
-            v["batch"],
-            v["n_sup"],
+        let mut cells = vec![
+            v["backend"].as_str().unwrap_or("?").to_string(),
+            v["config"].as_str().unwrap_or("?").to_string(),
+            v["kind"].as_str().unwrap_or("?").to_string(),
+            v["batch"].to_string(),
+            v["n_sup"].to_string(),
             fmt_opt(num(v, "median_s"), 4),
             fmt_opt(num(v, "per_s"), 2),
             fmt_opt(num(v, "gflops"), 1),
@@ -219,14 +252,21 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
             fmt_opt(num(v, "page_faults_per_iter"), 0),
             fmt_opt(num(v, "peak_rss_mib"), 0),
             fmt_opt(rss_growth(v), 0),
+        ];
+        cells.extend(on_device.then(|| fmt_opt(num(v, "device_peak_mib"), 0)));
+        cells.extend([
             fmt_opt(off_s, 4),
             fmt_opt(off.and_then(|o| num(o, "peak_rss_mib")), 0),
             fmt_opt(off.and_then(rss_growth), 0),
-            // A bound's "speed-up" is the most any implementation could reach here.
+        ]);
+        cells.extend(on_device.then(|| fmt_opt(off.and_then(|o| num(o, "device_peak_mib")), 0)));
+        // A bound's "speed-up" is the most any implementation could reach here.
+        cells.push(
             speedup
                 .map(|x| format!("{}{x:.2}x", if is_bound(v) { "at most " } else { "" }))
                 .unwrap_or_else(|| "-".into()),
-        ));
+        );
+        s.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     if ours.iter().any(is_bound) {
         s.push_str(
@@ -236,11 +276,19 @@ fn render(t: &BenchTask, ours: &[Value], official: &[Value], criterion: Option<&
              their speed-up column the most any implementation could reach against the official time.\n",
         );
     }
+    if on_device {
+        s.push_str(
+            "\nDevice MiB: the most memory the GPU allocator held during the phase (reserved, its cached \
+             pages included: cubecl's memory manager for ours, `torch.cuda.max_memory_reserved()` for the \
+             official code); peak RSS is the host's.\n",
+        );
+    }
     if official.is_empty() {
         s.push_str("\nOfficial code: not run (pass `--vs-official DIR` with torch installed).\n");
     } else if let Some(o) = official.first() {
+        let gpu = o.get("gpu").and_then(Value::as_str).map(|g| format!(" on {g}")).unwrap_or_default();
         s.push_str(&format!(
-            "\nOfficial code: {} ({}). Speed-up = official time / ours. \
+            "\nOfficial code: {}{gpu} ({}). Speed-up = official time / ours. \
              Each phase ran in its own process on both sides, ours first.\n",
             o["backend"], o["note"]
         ));
@@ -267,47 +315,130 @@ fn write_section(path: &std::path::Path, body: &str) -> Result<()> {
 
 /// Runs `cargo xtask bench`.
 pub fn run(t: BenchTask) -> Result<()> {
-    let mut build = vec!["build", "--release", "-p", "trm-cli"];
-    if let Some(f) = t.features.as_deref() {
-        build.extend(["--features", f]);
+    if !matches!(t.official_device.as_str(), "cpu" | "cuda") {
+        bail!("--official-device must be cpu or cuda, not `{}`", t.official_device);
     }
-    cargo(&build)?;
-    let mut backends = vec!["cpu".to_string()];
-    for f in t.features.as_deref().unwrap_or("").split(',').map(str::trim) {
-        if matches!(f, "wgpu" | "cuda") {
-            backends.push(f.to_string());
+    match &t.trm {
+        Some(trm) if !trm.is_file() => bail!("--trm {}: no such file", trm.display()),
+        Some(_) => {}
+        None => {
+            let mut build = vec!["build", "--release", "-p", "trm-cli"];
+            if let Some(f) = t.features.as_deref() {
+                build.extend(["--features", f]);
+            }
+            cargo(&build)?;
         }
     }
-    let cases: Vec<_> = CASES.iter().filter(|c| !t.quick || c.1 == 128).collect();
-    let (mut ours, mut official) = (Vec::new(), Vec::new());
+    let backends: Vec<String> = match t.backends.as_deref() {
+        Some(list) => list.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect(),
+        None => {
+            let features = t.features.as_deref().unwrap_or("").split(',').map(str::trim);
+            std::iter::once("cpu").chain(features.filter(|f| matches!(*f, "wgpu" | "cuda"))).map(String::from).collect()
+        }
+    };
+    if let Some(b) = backends.iter().find(|b| !matches!(b.as_str(), "cpu" | "wgpu" | "cuda")) {
+        bail!("unknown backend `{b}` in --backends (expected cpu, wgpu, cuda)");
+    }
+    let cases: Vec<_> =
+        CASES.iter().filter(|c| (!t.quick || c.1 == 128) && t.hidden.is_none_or(|h| c.1 == h)).collect();
+    if cases.is_empty() {
+        bail!("no configuration has hidden {:?} (they have 128 and 512)", t.hidden);
+    }
+    let (mut ours, mut official, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     let mut official_dir = t.vs_official.clone();
     // Interleaved per phase (ours, then the official code), each in a fresh process.
     for case in cases {
         for phase in case.3 {
             for backend in &backends {
-                let rows = run_ours(backend, case, phase, &t)?;
+                // A phase that fails (a GPU out of memory, a kernel error) is reported and the
+                // run goes on, so the rest is still measured; the run fails at the end.
+                let rows = match run_ours(backend, case, phase, &t) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        failed.push(format!("{} h{} {phase} on {backend}", case.0, case.1));
+                        continue;
+                    }
+                };
                 for r in &rows {
                     println!("{r}");
                 }
                 ours.extend(rows);
             }
             if let Some(dir) = official_dir.clone() {
-                match run_official(&dir, case, phase, &t)? {
-                    Some(rows) => {
+                match run_official(&dir, case, phase, &t) {
+                    Ok(Some(rows)) => {
                         for r in &rows {
                             println!("official {r}");
                         }
                         official.extend(rows);
                     }
-                    None => official_dir = None,
+                    Ok(None) => official_dir = None,
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        failed.push(format!("official {} h{} {phase}", case.0, case.1));
+                    }
                 }
             }
         }
     }
-    let criterion = if t.no_criterion { None } else { Some(run_criterion()?) };
+    // Criterion needs cargo, which a prebuilt binary's machine may not have.
+    let criterion = if t.no_criterion || t.trm.is_some() { None } else { Some(run_criterion()?) };
     let body = render(&t, &ours, &official, criterion.as_deref());
     println!("{body}");
     write_section(&t.out, &body)?;
     println!("wrote {}", t.out.display());
+    if !failed.is_empty() {
+        bail!("these phases failed (their errors are above): {}", failed.join(", "));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_json::json;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        task: BenchTask,
+    }
+
+    fn row(kind: &str, backend: &str) -> Value {
+        json!({"kind": kind, "config": "sudoku-att-h128", "batch": 32, "n_sup": 4, "backend": backend})
+    }
+
+    #[test]
+    fn results_match_the_official_ones_on_the_same_kind_of_device() {
+        let torch_cpu = row("inference", "torch-2.11.0-cpu-eager");
+        let torch_cuda = row("inference", "torch-2.11.0+cu130-cuda-eager");
+        assert_eq!(key(&row("inference", "cpu")), key(&torch_cpu));
+        assert_eq!(key(&row("inference_bound", "cpu")), key(&torch_cpu));
+        assert_eq!(key(&row("inference", "cuda")), key(&torch_cuda));
+        assert_eq!(key(&row("inference", "wgpu")), key(&torch_cuda));
+        assert_ne!(key(&row("inference", "cuda")), key(&torch_cpu));
+        assert_ne!(key(&row("inference", "cpu")), key(&torch_cuda));
+        assert_ne!(key(&row("train_step", "cpu")), key(&torch_cpu));
+    }
+
+    #[test]
+    fn device_memory_gets_a_column_and_a_note_only_when_measured() {
+        let t = Args::parse_from(["bench"]).task;
+        let mut ours = row("inference", "cuda");
+        ours["device_peak_mib"] = json!(123.4);
+        let mut official = row("inference", "torch-2.11.0+cu130-cuda-eager");
+        official["device_peak_mib"] = json!(456.0);
+        official["median_s"] = json!(2.0);
+        ours["median_s"] = json!(1.0);
+        let table = render(&t, &[ours], &[official], None);
+        let line = table.lines().find(|l| l.starts_with("| cuda |")).expect("our row");
+        assert!(line.contains("| 123 |") && line.contains("| 456 |") && line.ends_with("| 2.00x |"), "{line}");
+        assert!(table.contains("Device MiB:"));
+        let cpu_only = render(&t, &[row("inference", "cpu")], &[], None);
+        assert!(!cpu_only.contains("Device MiB:") && !cpu_only.contains("device MiB"));
+        let header = table.lines().find(|l| l.starts_with("| backend")).unwrap();
+        assert_eq!(header.matches('|').count(), line.matches('|').count());
+    }
 }

@@ -4,9 +4,10 @@
 //! - `cargo xtask parity [DIR]`: `trm parity` on every fixture folder (release build).
 //! - `cargo xtask check-gpu`: compile the wgpu and cuda paths (no GPU needed).
 //! - `cargo xtask bench [--features wgpu,cuda] [--vs-official DIR --python PY
-//!   [--official-compile]]`: `trm bench` on the issue-5 configurations for every backend
-//!   built, the official code beside it, criterion micro-benchmarks, and
-//!   docs/benchmarks.md (see bench.rs).
+//!   [--official-compile] [--official-device cuda]]`: `trm bench` on the issue-5
+//!   configurations for every backend built, the official code beside it, criterion
+//!   micro-benchmarks, and docs/benchmarks.md (see bench.rs). With `--trm PATH` it runs a
+//!   prebuilt binary and needs no cargo (xtask/gpu/run.sh, on a GPU machine).
 
 mod bench;
 
@@ -60,7 +61,12 @@ fn workspace_root() -> PathBuf {
 }
 
 fn main() -> Result<()> {
-    std::env::set_current_dir(workspace_root())?;
+    // A binary built here and carried to another machine (`cargo xtask bench --trm` on a GPU
+    // host) runs from that machine's checkout, where this path does not exist.
+    let root = workspace_root();
+    if root.is_dir() {
+        std::env::set_current_dir(root)?;
+    }
     match Cli::parse().command {
         Task::Ci => {
             cargo(&["fmt", "--all", "--", "--check"])?;
@@ -86,7 +92,7 @@ fn main() -> Result<()> {
             let mut failed = Vec::new();
             for d in &dirs {
                 let status = Command::new("target/release/trm")
-                    .args(["--backend", &backend, "parity", "--quiet"])
+                    .args(["parity", "--quiet", "--backend", &backend])
                     .arg(d)
                     .status()?;
                 if !status.success() {

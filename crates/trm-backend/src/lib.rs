@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 mod allocator;
 mod compute_pool;
+mod device_memory;
 pub use allocator::{keep_freed_memory, AllocatorTuning};
 pub use compute_pool::run_on_compute_pool;
+pub use device_memory::{device_memory, DeviceMemory};
 
 pub use burn::backend::Autodiff;
 
@@ -125,6 +127,16 @@ pub enum BackendError {
         /// The cargo feature that enables it.
         feature: &'static str,
     },
+    /// The GPU backend could not start on this device (no driver, no adapter, no such GPU).
+    #[error("backend `{kind}` could not start on device {index}: {reason}")]
+    Unavailable {
+        /// The backend asked for.
+        kind: BackendKind,
+        /// The device index asked for.
+        index: usize,
+        /// What its runtime reported.
+        reason: String,
+    },
     /// The CPU backend has a single device.
     #[error("backend `{kind}` has no device {index}")]
     NoSuchDevice {
@@ -161,13 +173,40 @@ pub fn dispatch<J: BackendJob>(kind: BackendKind, index: usize, job: J) -> Resul
         }
         #[cfg(feature = "wgpu")]
         BackendKind::Wgpu => {
-            let device = burn::backend::wgpu::WgpuDevice::DiscreteGpu(index);
-            let device = if index == 0 { burn::backend::wgpu::WgpuDevice::DefaultDevice } else { device };
-            Ok(job.run::<WgpuAutodiff>(kind, device))
+            device_memory::start_gpu(kind, index)?;
+            Ok(job.run::<WgpuAutodiff>(kind, wgpu_device(index)))
         }
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => Ok(job.run::<CudaAutodiff>(kind, burn::backend::cuda::CudaDevice::new(index))),
+        BackendKind::Cuda => {
+            device_memory::start_gpu(kind, index)?;
+            Ok(job.run::<CudaAutodiff>(kind, burn::backend::cuda::CudaDevice::new(index)))
+        }
         _ => Err(BackendError::NotCompiled { kind, feature: kind.cargo_feature() }),
+    }
+}
+
+/// Whether backend `kind` can run on device `index` here: compiled in, and for a GPU backend
+/// its runtime starts on that device (which it then stays started for the process).
+pub fn check_device(kind: BackendKind, index: usize) -> Result<(), BackendError> {
+    if !kind.is_compiled() {
+        return Err(BackendError::NotCompiled { kind, feature: kind.cargo_feature() });
+    }
+    match kind {
+        BackendKind::Cpu if index != 0 => Err(BackendError::NoSuchDevice { kind, index }),
+        BackendKind::Cpu => Ok(()),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        _ => device_memory::start_gpu(kind, index),
+        #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+        _ => unreachable!("is_compiled() is false for the GPU backends without their features"),
+    }
+}
+
+/// The wgpu device `--device index` names: the default adapter for 0, else that discrete GPU.
+#[cfg(feature = "wgpu")]
+fn wgpu_device(index: usize) -> burn::backend::wgpu::WgpuDevice {
+    match index {
+        0 => burn::backend::wgpu::WgpuDevice::DefaultDevice,
+        i => burn::backend::wgpu::WgpuDevice::DiscreteGpu(i),
     }
 }
 
@@ -215,5 +254,19 @@ mod tests {
             dispatch(BackendKind::Cpu, 1, Name).unwrap_err(),
             BackendError::NoSuchDevice { kind: BackendKind::Cpu, index: 1 }
         );
+    }
+
+    #[test]
+    fn check_device_agrees_with_dispatch_on_what_cannot_run() {
+        for kind in BackendKind::ALL.into_iter().filter(|k| !k.is_compiled()) {
+            assert_eq!(check_device(kind, 0), Err(BackendError::NotCompiled { kind, feature: kind.cargo_feature() }));
+        }
+        if BackendKind::Cpu.is_compiled() {
+            assert_eq!(check_device(BackendKind::Cpu, 0), Ok(()));
+            assert_eq!(
+                check_device(BackendKind::Cpu, 2),
+                Err(BackendError::NoSuchDevice { kind: BackendKind::Cpu, index: 2 })
+            );
+        }
     }
 }

@@ -13,7 +13,9 @@ use trm_model::ar::bench::{
     CacheCapacity,
 };
 use trm_model::ar::ArTrmConfig;
-use trm_model::bench::{bench_bound, bench_inference, bench_matmul, bench_train_step, BenchResult, BenchSpec, BoundOf};
+use trm_model::bench::{
+    bench_bound, bench_inference, bench_matmul, bench_train_step, BenchResult, BenchSpec, BoundOf, DeviceMemoryProbe,
+};
 use trm_model::TrmConfig;
 
 /// Arguments of `trm bench`.
@@ -103,10 +105,14 @@ const DEFAULT_CONFIG: &str = "sudoku-att";
 struct Job {
     args: BenchArgs,
     cfg: TrmConfig,
+    /// The device index, for reading a GPU backend's memory.
+    device: usize,
 }
 
 fn table(results: &[BenchResult]) {
-    println!(
+    // GPU backends: the allocator's peak on the device beside the host's RSS.
+    let on_device = results.iter().any(|r| r.device_peak_mib.is_some());
+    print!(
         "{:<16} {:<22} {:>5} {:>6} {:>5} {:>10} {:>12} {:>9} {:>9} {:>8} {:>9} {:>10}",
         "kind",
         "config",
@@ -121,13 +127,27 @@ fn table(results: &[BenchResult]) {
         "peak MiB",
         "faults/it"
     );
+    println!("{}", if on_device { format!(" {:>10}", "device MiB") } else { String::new() });
     for r in results {
         let frac = r.frac_of_matmul.map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into());
         let rss = r.peak_rss_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
         let faults = r.page_faults_per_iter.map(|f| format!("{f:.0}")).unwrap_or_else(|| "-".into());
+        let device = r.device_peak_mib.map(|m| format!(" {m:>10.0}")).unwrap_or_else(|| format!(" {:>10}", "-"));
         println!(
-            "{:<16} {:<22} {:>5} {:>6} {:>5} {:>10.4} {:>12.3} {:>9.2} {:>9.1} {:>8} {:>9} {:>10}",
-            r.kind, r.config, r.batch, r.hidden, r.n_sup, r.median_s, r.per_s, r.gflop, r.gflops, frac, rss, faults
+            "{:<16} {:<22} {:>5} {:>6} {:>5} {:>10.4} {:>12.3} {:>9.2} {:>9.1} {:>8} {:>9} {:>10}{}",
+            r.kind,
+            r.config,
+            r.batch,
+            r.hidden,
+            r.n_sup,
+            r.median_s,
+            r.per_s,
+            r.gflop,
+            r.gflops,
+            frac,
+            rss,
+            faults,
+            if on_device { device.as_str() } else { "" }
         );
     }
 }
@@ -149,7 +169,7 @@ fn bound_tables(results: &[BenchResult]) {
 impl BackendJob for Job {
     type Output = anyhow::Result<Vec<BenchResult>>;
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<Vec<BenchResult>> {
-        let Job { args, cfg } = self;
+        let Job { args, cfg, device: index } = self;
         let only: Vec<&str> = args.only.split(',').map(str::trim).collect();
         let config_name = args.config.as_deref().unwrap_or(DEFAULT_CONFIG);
         let name = format!("{}-h{}", config_name.trim_end_matches(".toml"), cfg.hidden_size);
@@ -160,6 +180,9 @@ impl BackendJob for Job {
             backend: format!("{kind}"),
             warmup: args.warmup,
             iters: steps.max(1),
+            device_memory: trm_backend::device_memory(kind, index).map(|_| {
+                DeviceMemoryProbe::new(move || trm_backend::device_memory(kind, index).map(|m| m.reserved_bytes))
+            }),
         };
         let mut results = Vec::new();
         let emit = |r: BenchResult, results: &mut Vec<BenchResult>| {
@@ -233,7 +256,7 @@ pub fn run(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Resu
 /// `trm bench` without `--ar`: prints the results and returns them.
 fn run_model(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Result<Vec<BenchResult>> {
     let cfg = load_config(args.config.as_deref().unwrap_or(DEFAULT_CONFIG), args.hidden)?;
-    trm_backend::dispatch(backend, device, Job { args, cfg })?
+    trm_backend::dispatch(backend, device, Job { args, cfg, device })?
 }
 
 // ---------------------------------------------------------------------------------------

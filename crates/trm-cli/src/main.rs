@@ -67,6 +67,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             for kind in BackendKind::ALL {
                 let state = if kind.is_compiled() { "compiled in" } else { "not compiled (cargo feature missing)" };
                 println!("{kind:<5} {state:<40} feature `{}`", kind.cargo_feature());
+                // A GPU backend compiled in: does its device 0 start here?
+                if kind.is_compiled() && kind != BackendKind::Cpu {
+                    match trm_backend::check_device(kind, 0) {
+                        Ok(()) => println!("      device 0 starts"),
+                        Err(e) => println!("      {e}"),
+                    }
+                }
             }
             Ok(())
         }

@@ -119,6 +119,7 @@ fn benches(c: &mut Criterion) {
                 backend: BACKEND.into(),
                 warmup: 0,
                 iters: iters as usize,
+                device_memory: None,
             };
             let r = bench_train_step::<Ad>(&spec, BATCH, &device);
             Duration::from_secs_f64(r.median_s * iters as f64)

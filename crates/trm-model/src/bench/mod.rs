@@ -35,6 +35,10 @@ use crate::inference::{trm_inference, InferenceOptions};
 use crate::loss::{act_loss, LossType};
 use crate::model::{supervision_step_train, Trm};
 
+mod memory;
+use memory::{mib, phase_start, DevicePeak};
+pub use memory::{minor_page_faults, peak_rss_bytes, reset_peak_rss, rss_bytes, DeviceMemoryProbe};
+
 /// FLOPs of one network call (all blocks) on a batch of `batch`.
 pub fn net_call_flops(cfg: &TrmConfig, batch: usize) -> f64 {
     let (b, s, d) = (batch as f64, cfg.full_seq_len() as f64, cfg.hidden_size as f64);
@@ -65,38 +69,6 @@ pub fn inference_flops(cfg: &TrmConfig, batch: usize, n_sup: usize) -> f64 {
     n_sup as f64 * (calls * net_call_flops(cfg, batch) + heads_flops(cfg, batch))
 }
 
-/// Peak resident set size of this process in bytes (`VmHWM`), on Linux.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Current resident set size in bytes (`VmRSS`), on Linux.
-pub fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Resets the peak RSS to the current RSS (Linux >= 4.0, `echo 5 > /proc/self/clear_refs`),
-/// so each phase of a run reports its own peak. Returns false where that is not possible.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// Starts a phase: resets the peak RSS and returns the RSS now, in MiB.
-fn phase_start() -> Option<f64> {
-    reset_peak_rss();
-    rss_bytes().map(mib)
-}
-
 /// Median of timings in seconds (0 for none).
 pub fn median(samples: &[f64]) -> f64 {
     if samples.is_empty() {
@@ -112,15 +84,6 @@ pub fn median(samples: &[f64]) -> f64 {
     }
 }
 
-/// Minor page faults of this process so far (all threads; field 10 of `/proc/self/stat`),
-/// on Linux.
-pub fn minor_page_faults() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    rest.split(' ').nth(7)?.parse().ok()
-}
-
 /// Timings of [`time_iters`].
 #[derive(Debug, Clone)]
 pub struct Timings {
@@ -132,22 +95,34 @@ pub struct Timings {
 
 /// Times `iters` calls of `f` after `warmup` untimed ones, counting the page faults of the
 /// timed ones.
-pub fn time_iters(warmup: usize, iters: usize, mut f: impl FnMut()) -> Timings {
+pub fn time_iters(warmup: usize, iters: usize, f: impl FnMut()) -> Timings {
+    time_iters_then(warmup, iters, f, || {})
+}
+
+/// [`time_iters`], calling `after` outside the timed span after each call of `f` (warm-up
+/// ones too): the bench reads device memory there.
+pub fn time_iters_then(warmup: usize, iters: usize, mut f: impl FnMut(), mut after: impl FnMut()) -> Timings {
     for _ in 0..warmup {
         f();
+        after();
     }
-    let faults_before = minor_page_faults();
+    let mut faults = 0;
+    let mut faults_known = true;
     let seconds: Vec<f64> = (0..iters)
         .map(|_| {
+            let before = minor_page_faults();
             let t = Instant::now();
             f();
-            t.elapsed().as_secs_f64()
+            let elapsed = t.elapsed().as_secs_f64();
+            match (before, minor_page_faults()) {
+                (Some(a), Some(b)) => faults += b.saturating_sub(a),
+                _ => faults_known = false,
+            }
+            after();
+            elapsed
         })
         .collect();
-    let page_faults_per_iter = match (faults_before, minor_page_faults()) {
-        (Some(a), Some(b)) if iters > 0 => Some(b.saturating_sub(a) as f64 / iters as f64),
-        _ => None,
-    };
+    let page_faults_per_iter = (faults_known && iters > 0).then(|| faults as f64 / iters as f64);
     Timings { seconds, page_faults_per_iter }
 }
 
@@ -189,6 +164,15 @@ pub struct BenchResult {
     /// the allocator hands freed buffers back to the kernel and faults them in again (see
     /// `trm_backend::keep_freed_memory`).
     pub page_faults_per_iter: Option<f64>,
+    /// On a GPU backend: the most device memory its allocator held during the phase, in MiB
+    /// (reserved bytes, read after the set-up and after every call; the pages it keeps for
+    /// reuse included, as in PyTorch's `torch.cuda.max_memory_reserved()`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_peak_mib: Option<f64>,
+    /// On a GPU backend: the allocator's reserved memory when the phase started, after
+    /// freeing the pages earlier phases left, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_base_mib: Option<f64>,
     /// For a bound ([`bench_bound`]): seconds of the phase's matrix products at hot-loop speed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub products_s: Option<f64>,
@@ -247,6 +231,8 @@ impl BenchResult {
             peak_rss_mib: peak_rss_bytes().map(mib),
             base_rss_mib,
             page_faults_per_iter: timings.page_faults_per_iter,
+            device_peak_mib: None,
+            device_base_mib: None,
             products_s: None,
             exp_s: None,
             bound_parts: Vec::new(),
@@ -267,6 +253,8 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// Timed iterations.
     pub iters: usize,
+    /// Reads the device memory on a GPU backend (none on the CPU, whose memory is the RSS).
+    pub device_memory: Option<DeviceMemoryProbe>,
 }
 
 fn sync<B: Backend>(device: &B::Device) {
@@ -330,12 +318,13 @@ pub fn bench_matmul<B: Backend>(
 /// uses AdamATan2, which costs the same elementwise work).
 pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, device: &B::Device) -> BenchResult {
     let base_rss = phase_start();
+    let mut device_peak = DevicePeak::start::<B>(spec.device_memory.as_ref(), device);
     let cfg = &spec.config;
     let mut model: Trm<B> = cfg.init(device);
     let mut optim = AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.1).init::<B, Trm<B>>();
     let (inputs, labels, ids) = synthetic_batch::<B>(cfg, batch, device);
     let mut carry = Some(model.valid().initial_carry(batch));
-    let timings = time_iters(spec.warmup, spec.iters, || {
+    let step = || {
         let inner = model.valid();
         let x = model.input_embeddings(inputs.clone(), model.puzzle_rows(ids.clone()));
         let out = supervision_step_train(&model, &inner, x, carry.take().expect("carry"));
@@ -344,8 +333,10 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         model = optim.step(1e-4, model.clone(), grads);
         carry = Some(out.carry);
         sync::<B>(device);
-    });
-    BenchResult::new(
+    };
+    device_peak.sample();
+    let timings = time_iters_then(spec.warmup, spec.iters, step, || device_peak.sample());
+    let mut r = BenchResult::new(
         "train_step",
         &spec.name,
         &spec.backend,
@@ -355,7 +346,9 @@ pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, devi
         &timings,
         train_step_flops(cfg, batch),
         base_rss,
-    )
+    );
+    device_peak.record(&mut r);
+    r
 }
 
 /// Times inference for `n_sup` supervision steps (no early halting) on a batch of `batch`.
@@ -368,15 +361,19 @@ pub fn bench_inference<B: Backend>(
     device: &B::Device,
 ) -> BenchResult {
     let base_rss = phase_start();
+    let mut device_peak = DevicePeak::start::<B>(spec.device_memory.as_ref(), device);
     let cfg = &spec.config;
     let model: Trm<B> = cfg.init(device);
     let (inputs, _, ids) = synthetic_batch::<B>(cfg, batch, device);
     let options = InferenceOptions { max_steps: n_sup, halt: false };
-    let timings = time_iters(spec.warmup, spec.iters, || {
+    device_peak.sample();
+    let infer = || {
         let out = trm_inference(&model, inputs.clone(), ids.clone(), options);
+        sync::<B>(device);
         std::hint::black_box(out);
-    });
-    BenchResult::new(
+    };
+    let timings = time_iters_then(spec.warmup, spec.iters, infer, || device_peak.sample());
+    let mut r = BenchResult::new(
         kind,
         &spec.name,
         &spec.backend,
@@ -386,7 +383,9 @@ pub fn bench_inference<B: Backend>(
         &timings,
         inference_flops(cfg, batch, n_sup),
         base_rss,
-    )
+    );
+    device_peak.record(&mut r);
+    r
 }
 
 /// The phase a bound is for: the same work as [`bench_train_step`] or [`bench_inference`].
@@ -517,7 +516,14 @@ mod tests {
         cfg.puzzle_emb_ndim = 16;
         cfg.t_cycles = 2;
         cfg.n_cycles = 1;
-        let spec = BenchSpec { name: "tiny".into(), config: cfg, backend: "cpu".into(), warmup: 0, iters: 2 };
+        let spec = BenchSpec {
+            name: "tiny".into(),
+            config: cfg,
+            backend: "cpu".into(),
+            warmup: 0,
+            iters: 2,
+            device_memory: None,
+        };
         let device = Default::default();
         let t = bench_train_step::<Autodiff<NdArray<f32>>>(&spec, 2, &device);
         assert_eq!((t.iters, t.kind.as_str()), (2, "train_step"));
