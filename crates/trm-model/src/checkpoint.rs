@@ -234,9 +234,17 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, TensorData>, ModelErr
     }
 }
 
+/// The whole of a tensor-less file that trm wrote before 2026-12-02 (safetensors 0.7's header
+/// for no tensors and empty metadata; see [`write_safetensors`]): read as no tensors, so runs
+/// checkpointed then still resume.
+const EMPTY_WITH_BROKEN_HEADER: &[u8] = b"\x18\0\0\0\0\0\0\0{},\"__metadata__\":{}}   ";
+
 fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, TensorData>, ModelError> {
     use safetensors::Dtype;
     let bad = |reason: String| ModelError::CheckpointFormat { path: path.to_path_buf(), reason };
+    if bytes == EMPTY_WITH_BROKEN_HEADER {
+        return Ok(HashMap::new());
+    }
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
@@ -273,7 +281,8 @@ fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor
     Ok(out)
 }
 
-/// Writes float32/float64/int tensors to a safetensors file atomically (temp, fsync, rename).
+/// Writes float32/float64/int32/int64 tensors to a safetensors file atomically (temp, fsync,
+/// rename). Another element type is an error, not a file that reads back wrong.
 pub fn write_safetensors(
     path: &Path,
     tensors: &BTreeMap<String, TensorData>,
@@ -281,20 +290,26 @@ pub fn write_safetensors(
 ) -> Result<(), ModelError> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
-    let views: Vec<(String, TensorView<'_>)> = tensors
+    let format_error = |reason: String| ModelError::CheckpointFormat { path: path.to_path_buf(), reason };
+    let views = tensors
         .iter()
         .map(|(k, d)| {
             let dtype = match d.dtype {
+                burn::tensor::DType::F32 => Dtype::F32,
                 burn::tensor::DType::F64 => Dtype::F64,
                 burn::tensor::DType::I32 => Dtype::I32,
                 burn::tensor::DType::I64 => Dtype::I64,
-                _ => Dtype::F32,
+                other => return Err(format_error(format!("tensor `{k}`: cannot write element type {other:?}"))),
             };
-            (k.clone(), TensorView::new(dtype, d.shape.to_vec(), d.as_bytes()).expect("consistent tensor data"))
+            let view = TensorView::new(dtype, d.shape.to_vec(), d.as_bytes())
+                .map_err(|e| format_error(format!("tensor `{k}`: {e}")))?;
+            Ok((k.clone(), view))
         })
-        .collect();
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| ModelError::CheckpointFormat { path: path.to_path_buf(), reason: e.to_string() })?;
+        .collect::<Result<Vec<_>, _>>()?;
+    // safetensors 0.7 writes an invalid header (`{},"__metadata__":{}}`) for no tensors and an
+    // empty metadata map, so an empty map is left out.
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| format_error(e.to_string()))?;
     write_atomic(path, &bytes)
 }
 
@@ -362,6 +377,24 @@ mod tests {
         c.seq_len = 4;
         c.puzzle_emb_len = 0;
         c
+    }
+
+    #[test]
+    fn safetensors_files_without_tensors_or_metadata_read_back() {
+        let dir = std::env::temp_dir().join(format!("trm-empty-st-{}", std::process::id()));
+        let path = dir.join("state.safetensors");
+        for metadata in [HashMap::new(), HashMap::from([("k".to_string(), "v".to_string())])] {
+            write_safetensors(&path, &BTreeMap::new(), metadata).unwrap();
+            assert!(read_tensors(&path).unwrap().is_empty());
+        }
+        // What the writer produced for that case before: still read as no tensors.
+        std::fs::write(&path, EMPTY_WITH_BROKEN_HEADER).unwrap();
+        assert!(read_tensors(&path).unwrap().is_empty());
+        // An element type the format cannot take here is an error naming the tensor.
+        let flags = BTreeMap::from([("flags".to_string(), TensorData::new(vec![true, false], [2]))]);
+        let err = write_safetensors(&path, &flags, HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("`flags`") && err.contains("Bool"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

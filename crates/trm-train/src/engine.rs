@@ -74,6 +74,12 @@ fn f32s<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("float data")
 }
 
+/// A bool tensor's values, read through an int cast: backends store bools differently
+/// (ndarray as `bool`, the cubecl backends as `u32`), and `TensorData` converts numbers only.
+fn bools<B: burn::tensor::backend::Backend>(t: Tensor<B, 1, burn::tensor::Bool>) -> Vec<bool> {
+    t.int().into_data().convert::<i64>().to_vec::<i64>().expect("int data").into_iter().map(|v| v != 0).collect()
+}
+
 fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
     f32s(t)[0] as f64
 }
@@ -251,7 +257,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             q_continue: f32s(out.heads.q_continue.clone().inner()),
             valid: loss.correctness.valid_tokens.clone().into_data().convert::<i64>().to_vec().expect("int data"),
             correct: loss.correctness.correct_tokens.clone().into_data().convert::<i64>().to_vec().expect("int data"),
-            seq_correct: loss.correctness.seq_is_correct.clone().into_data().to_vec().expect("bool data"),
+            seq_correct: bools(loss.correctness.seq_is_correct.clone()),
         };
         let grads = scaled.backward();
         let row_grads = rows.and_then(|r| r.grad(&grads));
@@ -335,6 +341,12 @@ mod tests {
     use trm_model::TrmConfig;
 
     type B = Autodiff<NdArray<f32>>;
+
+    #[test]
+    fn bools_reads_a_bool_tensor() {
+        let t = Tensor::<NdArray<f32>, 1>::from_floats([1.0, -2.0, 3.0, 0.0], &Default::default());
+        assert_eq!(bools(t.greater_elem(0.5)), vec![true, false, true, false]);
+    }
 
     /// Gradient of sum(logits) w.r.t. the last block's down projection, for one step.
     fn grad_of(t: usize, n: usize, one_step: bool) -> Vec<f32> {

@@ -103,6 +103,28 @@ fn resume_reproduces_the_uninterrupted_loss_curve() {
     assert_eq!(trm_train::list_checkpoints(&split.out_dir).len(), 2);
 }
 
+/// The quickstart's kind of run: paper-mode supervision (no carry between batches) and no
+/// puzzle embeddings, so the checkpoint's state file holds no tensor at all.
+#[test]
+fn a_run_with_no_state_tensors_resumes_where_it_stopped() {
+    let paper = |name: &str| {
+        let mut cfg = config(name, "act = \"paper\"\n");
+        cfg.arch.insert("puzzle_emb_ndim".into(), toml::Value::Integer(0));
+        cfg.arch.insert("puzzle_emb_len".into(), toml::Value::Integer(0));
+        cfg
+    };
+    let full = paper("paper-full");
+    train::<B>(full.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    let split = paper("paper-split");
+    let first = RunOptions { resume: false, stop_after_steps: Some(3) };
+    let stopped = train::<B>(split.clone(), &first, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    assert!(stopped.steps >= 3 && stopped.steps < 6, "stopped at {}", stopped.steps);
+    let resume = RunOptions { resume: true, stop_after_steps: None };
+    let out = train::<B>(split.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    assert_eq!(out.steps, 6);
+    assert_eq!(losses(&split.out_dir), losses(&full.out_dir), "resumed curve differs from the uninterrupted one");
+}
+
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let mut cfg = config("nan", "");
