@@ -253,8 +253,30 @@ pub fn run(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Resu
     run_model(args, backend, device).map(drop)
 }
 
+/// What `--only` takes.
+const PHASES: [&str; 5] = ["matmul", "train", "infer", "latency", "bound"];
+
+/// Arguments that would run nothing, or run on nothing, are errors before anything starts.
+fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
+    let only: Vec<&str> = args.only.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if only.is_empty() {
+        bail!("--only is empty: give some of {}", PHASES.join(", "));
+    }
+    if let Some(p) = only.iter().find(|p| !PHASES.contains(p)) {
+        bail!("unknown --only entry `{p}`: expected some of {}", PHASES.join(", "));
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.n_sup == 0 && (only.contains(&"infer") || only == ["bound"]) {
+        bail!("--n-sup must be at least 1 for the inference phase");
+    }
+    Ok(())
+}
+
 /// `trm bench` without `--ar`: prints the results and returns them.
 fn run_model(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Result<Vec<BenchResult>> {
+    check_args(&args)?;
     let cfg = load_config(args.config.as_deref().unwrap_or(DEFAULT_CONFIG), args.hidden)?;
     trm_backend::dispatch(backend, device, Job { args, cfg, device })?
 }
@@ -555,6 +577,24 @@ mod tests {
                 assert!((b.frac_of_matmul.unwrap() - want).abs() < 1e-9 * want);
             }
         }
+        // Arguments that would run nothing or panic inside Burn are errors that say so.
+        for (only, extra, says) in [
+            ("bogus", None, "unknown --only entry `bogus`"),
+            ("train,,", None, ""),
+            ("infer", Some(["--batch", "0"]), "--batch must be at least 1"),
+            ("infer", Some(["--n-sup", "0"]), "--n-sup must be at least 1"),
+        ] {
+            let mut a = args(only);
+            if let Some([flag, value]) = extra {
+                let argv = ["bench", "--only", only, flag, value];
+                a = <Cli as clap::Parser>::parse_from(argv).bench;
+            }
+            match check_args(&a) {
+                Err(e) => assert!(!says.is_empty() && e.to_string().contains(says), "--only {only} {extra:?}: {e}"),
+                Ok(()) => assert!(says.is_empty(), "--only {only} {extra:?} accepted"),
+            }
+        }
+        assert!(run(args("bogus"), BackendKind::Cpu, 0).is_err());
         std::fs::write(&path, "hidden_size = 'wide'\n").unwrap();
         assert!(run(args("bound"), BackendKind::Cpu, 0).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -253,12 +253,18 @@ impl BackendJob for EvalJob {
 
 /// `trm eval`.
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
     dispatch(args.backend, args.device, EvalJob(args))?
 }
 
 /// `trm solve` (CPU).
 pub fn run_solve(args: SolveArgs) -> anyhow::Result<()> {
     type Cpu = burn::backend::NdArray<f32>;
+    if args.max_steps == Some(0) {
+        bail!("--max-steps must be at least 1 (the answer is read after a supervision step)");
+    }
     let model: Trm<Cpu> = load_model(&resolve_model(&args.checkpoint)?, &Default::default())?;
     let cfg = model.config().clone();
     let side = (cfg.seq_len as f64).sqrt().round() as usize;
