@@ -198,18 +198,28 @@ pub fn load_trainer<B: AutodiffBackend>(
             .cloned()
             .ok_or_else(|| TrainError::checkpoint(ckpt.join("state.safetensors"), format!("missing `{k}`")))
     };
+    // A record that does not decode names its file.
+    let at = |file: &str| {
+        let path = ckpt.join(file);
+        move |e: TrainError| match e {
+            TrainError::Checkpoint { problem, .. } => TrainError::checkpoint(path, problem),
+            other => other,
+        }
+    };
     // Loaded into the autodiff model so the parameters keep requiring gradients.
-    let mut model = module_from_bytes::<B, _>(t.model.clone(), &read(&ckpt.join("raw.bin"))?, &device)?;
+    let mut model =
+        module_from_bytes::<B, _>(t.model.clone(), &read(&ckpt.join("raw.bin"))?, &device).map_err(at("raw.bin"))?;
     if model.puzzle_emb.is_some() {
         model.puzzle_emb = Some(Tensor::from_data(take("puzzle_emb")?, &device));
     }
     t.model = model;
     if t.ema.is_some() {
         let ema = t.model.valid();
-        t.ema = Some(module_from_bytes::<B::InnerBackend, _>(ema, &read(&ckpt.join("ema.bin"))?, &device)?);
+        let bytes = read(&ckpt.join("ema.bin"))?;
+        t.ema = Some(module_from_bytes::<B::InnerBackend, _>(ema, &bytes, &device).map_err(at("ema.bin"))?);
     }
     let opt = std::mem::replace(&mut t.opt, crate::optim::DenseOptimizer::new(&t.cfg.train));
-    t.opt = opt.load_bytes(&read(&ckpt.join("optim.bin"))?, &device)?;
+    t.opt = opt.load_bytes(&read(&ckpt.join("optim.bin"))?, &device).map_err(at("optim.bin"))?;
     t.step = state.step;
     t.total_steps = state.total_steps;
     t.last_lr = state.last_lr;

@@ -81,8 +81,34 @@ fn bytes_of<B: Backend, R: Record<B>>(record: R) -> Result<Vec<u8>, TrainError> 
 }
 
 fn from_bytes<B: Backend, R: Record<B>>(bytes: &[u8], device: &B::Device) -> Result<R, TrainError> {
-    Recorder::<B>::load(&Rec::default(), bytes.to_vec(), device)
-        .map_err(|e| TrainError::checkpoint("optimizer state", e.to_string()))
+    // Burn 0.21's BinBytesRecorder unwraps its decoder's error, so a truncated or corrupt
+    // file panics inside it: that panic becomes this error, its message kept off stderr.
+    let load = || Recorder::<B>::load(&Rec::default(), bytes.to_vec(), device);
+    match catch_quietly(std::panic::AssertUnwindSafe(load)) {
+        Ok(loaded) => loaded.map_err(|e| TrainError::checkpoint("saved state", e.to_string())),
+        Err(why) => Err(TrainError::checkpoint("saved state", format!("truncated or corrupt ({why})"))),
+    }
+}
+
+/// Runs `f`, turning a panic into the first line of its message; while it runs, panics print
+/// nothing (the hook is process-wide: used only while a checkpoint loads).
+fn catch_quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(f);
+    std::panic::set_hook(previous);
+    out.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // Burn's message is `called `Result::unwrap()` on an `Err` value: OtherString("<the
+        // decoder's error>\n<a note on formats before 0.14>")`: keep the decoder's error.
+        let message = message.trim_start_matches("called `Result::unwrap()` on an `Err` value: ");
+        let message = message.trim_start_matches("OtherString(\"");
+        message.split("\\n").next().unwrap_or_default().lines().next().unwrap_or_default().to_string()
+    })
 }
 
 impl<B: AutodiffBackend> DenseOptimizer<B> {

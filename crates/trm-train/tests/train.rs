@@ -126,6 +126,24 @@ fn a_run_with_no_state_tensors_resumes_where_it_stopped() {
 }
 
 #[test]
+fn a_truncated_record_is_an_error_naming_its_file() {
+    let cfg = config("truncated", "");
+    train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    let last = trm_train::latest_checkpoint(&cfg.out_dir).unwrap();
+    for file in ["raw.bin", "ema.bin", "optim.bin"] {
+        let path = last.join(file);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        let resume = RunOptions { resume: true, stop_after_steps: None };
+        let err = train::<B>(cfg.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent)
+            .expect_err("a truncated record must not load")
+            .to_string();
+        assert!(err.contains(file) && err.contains("truncated or corrupt (UnexpectedEnd"), "{err}");
+        std::fs::write(&path, whole).unwrap();
+    }
+}
+
+#[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let mut cfg = config("nan", "");
     cfg.train.lr = 1e30;
