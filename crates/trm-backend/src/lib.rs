@@ -159,34 +159,26 @@ pub trait BackendJob {
 
 /// Runs `job` on the backend `kind`, device `index`; an error if it is not compiled in.
 pub fn dispatch<J: BackendJob>(kind: BackendKind, index: usize, job: J) -> Result<J::Output, BackendError> {
-    if !kind.is_compiled() {
-        return Err(BackendError::NotCompiled { kind, feature: kind.cargo_feature() });
-    }
+    // Compiled in, an existing CPU device, a GPU runtime that starts: an error otherwise.
+    check_device(kind, index)?;
     #[allow(unreachable_patterns)]
     match kind {
         #[cfg(feature = "ndarray")]
-        BackendKind::Cpu => {
-            if index != 0 {
-                return Err(BackendError::NoSuchDevice { kind, index });
-            }
-            Ok(job.run::<CpuAutodiff>(kind, burn::backend::ndarray::NdArrayDevice::Cpu))
-        }
+        BackendKind::Cpu => Ok(job.run::<CpuAutodiff>(kind, burn::backend::ndarray::NdArrayDevice::Cpu)),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            device_memory::start_gpu(kind, index)?;
-            Ok(job.run::<WgpuAutodiff>(kind, wgpu_device(index)))
-        }
+        BackendKind::Wgpu => Ok(job.run::<WgpuAutodiff>(kind, wgpu_device(index))),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            device_memory::start_gpu(kind, index)?;
-            Ok(job.run::<CudaAutodiff>(kind, burn::backend::cuda::CudaDevice::new(index)))
+        BackendKind::Cuda => Ok(job.run::<CudaAutodiff>(kind, burn::backend::cuda::CudaDevice::new(index))),
+        _ => {
+            let _ = job;
+            unreachable!("check_device accepts only the backends compiled in")
         }
-        _ => Err(BackendError::NotCompiled { kind, feature: kind.cargo_feature() }),
     }
 }
 
-/// Whether backend `kind` can run on device `index` here: compiled in, and for a GPU backend
-/// its runtime starts on that device (which it then stays started for the process).
+/// Whether backend `kind` can run on device `index` here: compiled in, device 0 for the CPU,
+/// and for a GPU backend its runtime starts on that device (and stays started for the
+/// process). [`dispatch`] checks this first.
 pub fn check_device(kind: BackendKind, index: usize) -> Result<(), BackendError> {
     if !kind.is_compiled() {
         return Err(BackendError::NotCompiled { kind, feature: kind.cargo_feature() });

@@ -26,7 +26,10 @@ use trm_model::{ActCarry, Carry, HostBatch};
 use crate::config::TrainConfig;
 use crate::engine::Trainer;
 use crate::error::TrainError;
-use crate::optim::{module_from_bytes, module_to_bytes};
+use crate::optim::{module_from_bytes, module_to_bytes, seal, unseal};
+
+/// `raw.bin`, `ema.bin` and `optim.bin` are sealed under this magic (length and hash first).
+const RECORD_MAGIC: &[u8; 8] = b"TRMREC\x00\x01";
 
 /// The JSON part of a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,11 +94,11 @@ pub fn save_checkpoint<B: AutodiffBackend>(trainer: &Trainer<B>, run_dir: &Path)
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
 
     trainer.eval_model().save(&tmp.join("model.safetensors"))?;
-    write(&tmp.join("raw.bin"), &module_to_bytes::<B, _>(trainer.model.clone())?)?;
+    write(&tmp.join("raw.bin"), &seal(RECORD_MAGIC, &module_to_bytes::<B, _>(trainer.model.clone())?))?;
     if let Some(ema) = &trainer.ema {
-        write(&tmp.join("ema.bin"), &module_to_bytes::<B::InnerBackend, _>(ema.clone())?)?;
+        write(&tmp.join("ema.bin"), &seal(RECORD_MAGIC, &module_to_bytes::<B::InnerBackend, _>(ema.clone())?))?;
     }
-    write(&tmp.join("optim.bin"), &trainer.opt.to_bytes()?)?;
+    write(&tmp.join("optim.bin"), &seal(RECORD_MAGIC, &trainer.opt.to_bytes()?))?;
 
     let mut tensors = BTreeMap::new();
     if let Some(t) = &trainer.model.puzzle_emb {
@@ -198,28 +201,38 @@ pub fn load_trainer<B: AutodiffBackend>(
             .cloned()
             .ok_or_else(|| TrainError::checkpoint(ckpt.join("state.safetensors"), format!("missing `{k}`")))
     };
-    // A record that does not decode names its file.
-    let at = |file: &str| {
+    // Each record file: its sealed payload (or the whole file, for checkpoints written before
+    // records were sealed), an error naming the file when it is damaged or does not decode.
+    let record = |file: &str| -> Result<(PathBuf, Vec<u8>), TrainError> {
         let path = ckpt.join(file);
+        let bytes = read(&path)?;
+        let payload = match unseal(RECORD_MAGIC, &bytes).map_err(|p| TrainError::checkpoint(&path, p))? {
+            Some(payload) => payload.to_vec(),
+            None => bytes,
+        };
+        Ok((path, payload))
+    };
+    let at = |path: PathBuf| {
         move |e: TrainError| match e {
             TrainError::Checkpoint { problem, .. } => TrainError::checkpoint(path, problem),
             other => other,
         }
     };
     // Loaded into the autodiff model so the parameters keep requiring gradients.
-    let mut model =
-        module_from_bytes::<B, _>(t.model.clone(), &read(&ckpt.join("raw.bin"))?, &device).map_err(at("raw.bin"))?;
+    let (path, bytes) = record("raw.bin")?;
+    let mut model = module_from_bytes::<B, _>(t.model.clone(), &bytes, &device).map_err(at(path))?;
     if model.puzzle_emb.is_some() {
         model.puzzle_emb = Some(Tensor::from_data(take("puzzle_emb")?, &device));
     }
     t.model = model;
     if t.ema.is_some() {
         let ema = t.model.valid();
-        let bytes = read(&ckpt.join("ema.bin"))?;
-        t.ema = Some(module_from_bytes::<B::InnerBackend, _>(ema, &bytes, &device).map_err(at("ema.bin"))?);
+        let (path, bytes) = record("ema.bin")?;
+        t.ema = Some(module_from_bytes::<B::InnerBackend, _>(ema, &bytes, &device).map_err(at(path))?);
     }
     let opt = std::mem::replace(&mut t.opt, crate::optim::DenseOptimizer::new(&t.cfg.train));
-    t.opt = opt.load_bytes(&read(&ckpt.join("optim.bin"))?, &device).map_err(at("optim.bin"))?;
+    let (path, bytes) = record("optim.bin")?;
+    t.opt = opt.load_bytes(&bytes, &device).map_err(at(path))?;
     t.step = state.step;
     t.total_steps = state.total_steps;
     t.last_lr = state.last_lr;

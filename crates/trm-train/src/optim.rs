@@ -81,8 +81,9 @@ fn bytes_of<B: Backend, R: Record<B>>(record: R) -> Result<Vec<u8>, TrainError> 
 }
 
 fn from_bytes<B: Backend, R: Record<B>>(bytes: &[u8], device: &B::Device) -> Result<R, TrainError> {
-    // Burn 0.21's BinBytesRecorder unwraps its decoder's error, so a truncated or corrupt
-    // file panics inside it: that panic becomes this error, its message kept off stderr.
+    // Burn 0.21's BinBytesRecorder unwraps its decoder's error, so bytes that do not decode
+    // (a checkpoint from before records were sealed, cut short; a record of another model)
+    // panic inside it: that panic becomes this error, its message kept off stderr.
     let load = || Recorder::<B>::load(&Rec::default(), bytes.to_vec(), device);
     match catch_quietly(std::panic::AssertUnwindSafe(load)) {
         Ok(loaded) => loaded.map_err(|e| TrainError::checkpoint("saved state", e.to_string())),
@@ -170,6 +171,40 @@ pub fn module_from_bytes<B: Backend, M: burn::module::Module<B>>(
     device: &B::Device,
 ) -> Result<M, TrainError> {
     Ok(module.load_record(from_bytes::<B, M::Record>(bytes, device)?))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A record file: `magic`, the payload's length and FNV-1a hash (little-endian u64s), then
+/// the payload (a Burn record). Burn's recorder panics on a truncated record and loads a
+/// damaged one silently, so [`unseal`] checks length and hash first.
+pub(crate) fn seal(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend((payload.len() as u64).to_le_bytes());
+    out.extend(fnv1a(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a file [`seal`] wrote; `Ok(None)` when `bytes` does not begin with `magic`.
+pub(crate) fn unseal<'a>(magic: &[u8; 8], bytes: &'a [u8]) -> Result<Option<&'a [u8]>, String> {
+    if bytes.len() < 8 || &bytes[..8] != magic {
+        return Ok(None);
+    }
+    if bytes.len() < 24 {
+        return Err(format!("truncated: {} bytes, the header alone takes 24", bytes.len()));
+    }
+    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let payload = &bytes[24..];
+    if word(8) != payload.len() as u64 {
+        return Err(format!("truncated or padded: {} payload bytes, the header says {}", payload.len(), word(8)));
+    }
+    if word(16) != fnv1a(payload) {
+        return Err("corrupt: the payload hash does not match the header".into());
+    }
+    Ok(Some(payload))
 }
 
 /// The official `cosine_schedule_with_warmup` factor for optimizer step `step` (1-based,

@@ -130,15 +130,34 @@ fn a_truncated_record_is_an_error_naming_its_file() {
     let cfg = config("truncated", "");
     train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
     let last = trm_train::latest_checkpoint(&cfg.out_dir).unwrap();
+    let resume_error = || {
+        let resume = RunOptions { resume: true, stop_after_steps: None };
+        train::<B>(cfg.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent)
+            .expect_err("a damaged record must not load")
+            .to_string()
+    };
     for file in ["raw.bin", "ema.bin", "optim.bin"] {
         let path = last.join(file);
         let whole = std::fs::read(&path).unwrap();
+        // Sealed (length and hash first): cut short, or one byte flipped.
         std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
-        let resume = RunOptions { resume: true, stop_after_steps: None };
-        let err = train::<B>(cfg.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent)
-            .expect_err("a truncated record must not load")
-            .to_string();
+        let err = resume_error();
+        assert!(err.contains(file) && err.contains("truncated or padded"), "{err}");
+        let mut flipped = whole.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        let err = resume_error();
+        assert!(err.contains(file) && err.contains("payload hash does not match"), "{err}");
+        // As checkpoints were written before records were sealed (the bare Burn record), cut
+        // short: Burn's decoder panics, and that is an error naming the file too.
+        let bare = &whole[24..];
+        std::fs::write(&path, &bare[..bare.len() / 2]).unwrap();
+        let err = resume_error();
         assert!(err.contains(file) && err.contains("truncated or corrupt (UnexpectedEnd"), "{err}");
+        // The bare record whole still loads.
+        std::fs::write(&path, bare).unwrap();
+        let resume = RunOptions { resume: true, stop_after_steps: None };
+        train::<B>(cfg.clone(), &resume, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
         std::fs::write(&path, whole).unwrap();
     }
 }

@@ -25,7 +25,7 @@ use super::config::{ArModelKind, ArRunConfig, CommitPolicy};
 use super::eval::{evaluate_ar, int_tensor, padded_batch, ArEvalResult, ArPredict};
 use crate::ema::ema_update;
 use crate::error::TrainError;
-use crate::optim::{lr_factor, module_from_bytes, module_to_bytes, AdamAtan2};
+use crate::optim::{lr_factor, module_from_bytes, module_to_bytes, seal, unseal, AdamAtan2};
 
 /// A trainable AR model: its loss on a teacher-forced batch.
 pub trait ArLearner<B: AutodiffBackend>: AutodiffModule<B> + Clone {
@@ -225,7 +225,7 @@ where
     write_line(&Line::Eval { step, time_s: start.elapsed().as_secs_f64(), results: &results })?;
     on_message(&summary(&results));
     let final_model = ema.unwrap_or_else(|| model.valid());
-    let bytes = seal(&module_to_bytes::<B::InnerBackend, _>(final_model)?);
+    let bytes = seal(MAGIC, &module_to_bytes::<B::InnerBackend, _>(final_model)?);
     trm_model::checkpoint::write_atomic(&dir.join("model.bin"), &bytes)?;
     let outcome = ArRunOutcome {
         name: cfg.name.clone(),
@@ -256,37 +256,8 @@ pub fn summary(results: &[ArEvalResult]) -> String {
         .join("\n")
 }
 
+/// `model.bin` is sealed ([`seal`]: length and hash before the Burn record) under this magic.
 const MAGIC: &[u8; 8] = b"TRMAR\x00\x00\x01";
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-}
-
-/// `model.bin`: magic, payload length and FNV-1a hash (little-endian u64s), then the Burn
-/// record. Burn's recorder panics on a truncated record, so the length and hash are
-/// checked first and a damaged file is a clear error.
-fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
-    out.extend((payload.len() as u64).to_le_bytes());
-    out.extend(fnv1a(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
-    if bytes.len() < 24 || &bytes[..8] != MAGIC {
-        return Err("not an AR model file (bad header)".into());
-    }
-    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let payload = &bytes[24..];
-    if word(8) != payload.len() as u64 {
-        return Err(format!("truncated or padded: {} payload bytes, the header says {}", payload.len(), word(8)));
-    }
-    if word(16) != fnv1a(payload) {
-        return Err("corrupt: the payload hash does not match the header".into());
-    }
-    Ok(payload)
-}
 
 /// Loads a trained AR-TRM run (`config.toml` and `model.bin` in `run_dir`) for decoding.
 pub fn load_ar_trm<B: Backend>(run_dir: &Path, device: &B::Device) -> Result<(ArRunConfig, ArTrm<B>), TrainError> {
@@ -299,7 +270,9 @@ pub fn load_ar_trm<B: Backend>(run_dir: &Path, device: &B::Device) -> Result<(Ar
     }
     let path: PathBuf = run_dir.join("model.bin");
     let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-    let payload = unseal(&bytes).map_err(|problem| TrainError::checkpoint(&path, problem))?;
+    let payload = unseal(MAGIC, &bytes)
+        .and_then(|p| p.ok_or_else(|| "not an AR model file (bad header)".to_string()))
+        .map_err(|problem| TrainError::checkpoint(&path, problem))?;
     let model = module_from_bytes(cfg.ar_trm_config().init_seeded::<B>(device, cfg.seed), payload, device)
         .map_err(|e| TrainError::checkpoint(&path, format!("not a model of this run's config: {e}")))?;
     Ok((cfg, model))
