@@ -135,6 +135,10 @@ pub struct BenchResult {
     pub config: String,
     /// Backend name.
     pub backend: String,
+    /// On the CPU backend: the SIMD width the kernels' loops run at here
+    /// ([`crate::kernels::cpu_simd_level`]), which moves every figure between CPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simd: Option<String>,
     /// Batch size (rows for `matmul`).
     pub batch: usize,
     /// Width D.
@@ -218,6 +222,7 @@ impl BenchResult {
             kind: kind.into(),
             config: config.into(),
             backend: backend.into(),
+            simd: if backend == "cpu" { crate::kernels::cpu_simd_level().map(Into::into) } else { None },
             batch,
             hidden: cfg.map(|c| c.hidden_size).unwrap_or(0),
             n_sup,

@@ -14,6 +14,20 @@ pub(crate) fn widest_simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
+/// The width [`widest_simd`] runs at on this CPU, from the same detection: `AVX-512` (pulp's
+/// x86-64-v4), `AVX2+FMA` (v3), else `baseline` (what the crate is built for).
+pub(crate) fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unreachable_patterns)] // `Arch` is non-exhaustive
+    match pulp::Arch::new() {
+        pulp::Arch::V4(_) => "AVX-512",
+        pulp::Arch::V3(_) => "AVX2+FMA",
+        _ => "baseline",
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    "baseline"
+}
+
 /// Below this e^x is under float32's smallest normal and the result is 0.
 const MIN_ARG: f32 = -87.336_55;
 /// Above this the result is clamped to e^88 (finite) instead of overflowing to infinity.

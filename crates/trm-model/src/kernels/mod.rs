@@ -33,6 +33,15 @@ mod swiglu_cpu;
 
 #[cfg(feature = "cpu-kernels")]
 pub(crate) use bound_cpu::{time_bound, Calls};
+
+/// The SIMD width the CPU kernels' elementwise loops run at on this machine, picked at run
+/// time (`AVX-512`, `AVX2+FMA` or `baseline`); `None` without the `cpu-kernels` feature.
+pub fn cpu_simd_level() -> Option<&'static str> {
+    #[cfg(feature = "cpu-kernels")]
+    return Some(fast_math::simd_level());
+    #[cfg(not(feature = "cpu-kernels"))]
+    None
+}
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
@@ -225,6 +234,31 @@ mod tests {
             let err = max_rel(f, r);
             assert!(err < tol, "input {i}: max relative difference {err}");
         }
+    }
+
+    #[test]
+    fn the_loops_run_at_the_widest_simd_the_cpu_reports() {
+        // Checked against the kernel's flag list, not pulp's detection: a build of pulp
+        // without its `x86-v3` feature ran every loop at the baseline on AVX2 CPUs.
+        let want = if !cfg!(target_arch = "x86_64") {
+            "baseline"
+        } else {
+            let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+                eprintln!("skipped: no /proc/cpuinfo to read the CPU's flags from");
+                return;
+            };
+            let line = info.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
+            let flags: Vec<&str> = line.split(':').nth(1).unwrap_or_default().split_whitespace().collect();
+            let has = |names: &[&str]| names.iter().all(|n| flags.contains(n));
+            if has(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma"]) {
+                "AVX-512"
+            } else if has(&["avx2", "fma", "bmi1", "bmi2"]) {
+                "AVX2+FMA"
+            } else {
+                "baseline"
+            }
+        };
+        assert_eq!(cpu_simd_level(), Some(want));
     }
 
     #[test]
