@@ -268,6 +268,9 @@ fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if args.batch > MAX_BATCH {
+        bail!("--batch {} is more than {MAX_BATCH} (its activations would not fit in memory)", args.batch);
+    }
     if args.n_sup == 0 && (only.contains(&"infer") || only == ["bound"]) {
         bail!("--n-sup must be at least 1 for the inference phase");
     }
@@ -352,11 +355,19 @@ fn finish(mut cfg: ArTrmConfig, hidden: Option<usize>) -> anyhow::Result<ArTrmCo
     Ok(cfg)
 }
 
+/// Largest `--batch`, and largest AR prefix or step count: beyond these a run aborts on
+/// memory or does not finish.
+const MAX_BATCH: usize = 1 << 20;
+const MAX_AR_LEN: usize = 1 << 16;
+
 fn check_ar_args(a: &ArArgs) -> anyhow::Result<()> {
     let lists = [("--ar-prefixes", &a.ar_prefixes), ("--ar-steps", &a.ar_steps)];
     for (flag, list) in lists {
         if list.is_empty() || list.contains(&0) {
             bail!("{flag} needs one or more positive values");
+        }
+        if let Some(v) = list.iter().find(|&&v| v > MAX_AR_LEN) {
+            bail!("{flag}: {v} is more than {MAX_AR_LEN} (each cell decodes that many tokens)");
         }
     }
     if a.ar_fixed_k == 0 || a.ar_fixed_p == 0 {
@@ -525,78 +536,5 @@ fn run_ar(args: BenchArgs, backend: BackendKind, device: usize) -> anyhow::Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ar_config_from_a_train_ar_run_config_and_capacities_round_trip() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ar/addition.toml");
-        let cfg = load_ar_config(Some(path.to_str().unwrap()), None).unwrap();
-        assert_eq!((cfg.hidden_size, cfg.n_cycles, cfg.k_max), (64, 1, 3));
-        assert_eq!(cfg.kv_source, trm_model::ar::KvSource::Embedding);
-        assert_eq!(load_ar_config(Some(path.to_str().unwrap()), Some(32)).unwrap().hidden_size, 32);
-        assert_eq!(load_ar_config(None, None).unwrap(), ArTrmConfig::default());
-        for c in [CacheCapacity::Shared, CacheCapacity::Tight] {
-            assert_eq!(c.to_string().parse::<CacheCapacity>().unwrap(), c);
-        }
-        assert!("wide".parse::<CacheCapacity>().is_err());
-    }
-
-    #[test]
-    fn bench_runs_a_tiny_config_with_its_bounds() {
-        // The whole `trm bench` path on a config file: the bound rows are built for the
-        // phases asked for, and a bad --only entry or config is an error, not a panic.
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            bench: BenchArgs,
-        }
-        let dir = std::env::temp_dir().join(format!("trm-bench-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("tiny.toml");
-        let mut cfg = TrmConfig::sudoku_att();
-        (cfg.hidden_size, cfg.num_heads, cfg.puzzle_emb_ndim, cfg.t_cycles, cfg.n_cycles) = (16, 2, 16, 2, 1);
-        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
-        let args = |only: &str| {
-            let argv = ["bench", "--config", path.to_str().unwrap(), "--batch", "2", "--steps", "1", "--warmup", "0"];
-            <Cli as clap::Parser>::parse_from(argv.into_iter().chain(["--only", only, "--latency-n-sup", "2"])).bench
-        };
-        let cases: [(&str, &[&str]); 3] = [
-            ("train,bound", &["train_step", "train_step_bound"]),
-            ("bound", &["train_step_bound", "inference_bound", "latency_bound"]),
-            ("matmul,latency,bound", &["matmul", "latency", "latency_bound"]),
-        ];
-        for (only, kinds) in cases {
-            let results = run_model(args(only), BackendKind::Cpu, 0).unwrap_or_else(|e| panic!("--only {only}: {e:#}"));
-            assert_eq!(results.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), kinds, "--only {only}");
-            let mut bounds = results.iter().filter(|r| r.kind.ends_with("_bound"));
-            assert!(bounds.clone().all(|r| !r.bound_parts.is_empty() && r.median_s > 0.0));
-            // With the reference in the same run, a bound's share is against its fastest call.
-            if let (Some(mm), Some(b)) = (results.iter().find(|r| r.kind == "matmul"), bounds.next_back()) {
-                let want = b.gflops / (mm.gflop / mm.min_s);
-                assert!((b.frac_of_matmul.unwrap() - want).abs() < 1e-9 * want);
-            }
-        }
-        // Arguments that would run nothing or panic inside Burn are errors that say so.
-        for (only, extra, says) in [
-            ("bogus", None, "unknown --only entry `bogus`"),
-            ("train,,", None, ""),
-            ("infer", Some(["--batch", "0"]), "--batch must be at least 1"),
-            ("infer", Some(["--n-sup", "0"]), "--n-sup must be at least 1"),
-        ] {
-            let mut a = args(only);
-            if let Some([flag, value]) = extra {
-                let argv = ["bench", "--only", only, flag, value];
-                a = <Cli as clap::Parser>::parse_from(argv).bench;
-            }
-            match check_args(&a) {
-                Err(e) => assert!(!says.is_empty() && e.to_string().contains(says), "--only {only} {extra:?}: {e}"),
-                Ok(()) => assert!(says.is_empty(), "--only {only} {extra:?} accepted"),
-            }
-        }
-        assert!(run(args("bogus"), BackendKind::Cpu, 0).is_err());
-        std::fs::write(&path, "hidden_size = 'wide'\n").unwrap();
-        assert!(run(args("bound"), BackendKind::Cpu, 0).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+#[path = "bench_cmd_tests.rs"]
+mod tests;

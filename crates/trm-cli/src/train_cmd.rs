@@ -259,11 +259,17 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     dispatch(args.backend, args.device, EvalJob(args))?
 }
 
+/// The most supervision steps `trm solve --max-steps` accepts.
+const MAX_SOLVE_STEPS: usize = 10_000;
+
 /// `trm solve` (CPU).
 pub fn run_solve(args: SolveArgs) -> anyhow::Result<()> {
     type Cpu = burn::backend::NdArray<f32>;
     if args.max_steps == Some(0) {
         bail!("--max-steps must be at least 1 (the answer is read after a supervision step)");
+    }
+    if let Some(n) = args.max_steps.filter(|&n| n > MAX_SOLVE_STEPS) {
+        bail!("--max-steps {n} is more than {MAX_SOLVE_STEPS} supervision steps (a model that never halts would run for hours)");
     }
     let model: Trm<Cpu> = load_model(&resolve_model(&args.checkpoint)?, &Default::default())?;
     let cfg = model.config().clone();
@@ -279,12 +285,18 @@ pub fn run_solve(args: SolveArgs) -> anyhow::Result<()> {
     let tokens: Vec<u8> = match kind {
         DataKind::Sudoku(_) => {
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-            trm_data::sudoku::to_tokens(&trm_data::sudoku::parse_grid(&compact, side).map_err(anyhow::Error::msg)?)
+            let cells = trm_data::sudoku::parse_grid(&compact, side).map_err(anyhow::Error::msg)?;
+            if let DataKind::Sudoku(shape) = kind {
+                trm_data::sudoku::check_givens(shape, &cells).map_err(anyhow::Error::msg)?;
+            }
+            trm_data::sudoku::to_tokens(&cells)
         }
         _ => {
-            if text.len() != cfg.seq_len {
-                bail!("a {side}x{side} maze needs {} characters, got {}", cfg.seq_len, text.len());
+            let count = text.chars().count();
+            if count != cfg.seq_len {
+                bail!("a {side}x{side} maze needs {} characters, got {count}", cfg.seq_len);
             }
+            trm_data::maze::check_question(text.as_bytes()).map_err(anyhow::Error::msg)?;
             text.bytes().map(trm_data::maze::char_token).collect()
         }
     };
@@ -316,4 +328,22 @@ pub fn run_plot(args: PlotArgs) -> anyhow::Result<()> {
     trm_train::plot::plot_run(&args.run_dir.join("metrics.jsonl"), &out)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn solve_refuses_a_step_count_that_would_never_end() {
+        // Checked before the checkpoint is read: a model that never halts ran 10^12 steps.
+        let args = SolveArgs {
+            checkpoint: PathBuf::from("/nonexistent"),
+            puzzle: String::new(),
+            max_steps: Some(1_000_000_000_000),
+            no_halt: false,
+        };
+        let err = run_solve(args).unwrap_err().to_string();
+        assert!(err.contains("--max-steps 1000000000000 is more than"), "{err}");
+    }
 }

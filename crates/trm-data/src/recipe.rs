@@ -64,13 +64,30 @@ impl DatasetRecipe {
     pub fn build(&self, out_dir: &Path, progress: &dyn Progress) -> Result<BuildSummary, DataError> {
         let start = Instant::now();
         std::fs::create_dir_all(out_dir).map_err(|e| DataError::io(out_dir, e))?;
+        // The record of the previous build goes first: a build that fails half-way must not
+        // leave its files under an older recipe that `trm train` would then trust.
+        let recipe_path = out_dir.join("recipe.json");
+        match std::fs::remove_file(&recipe_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(DataError::io(&recipe_path, e)),
+            _ => {}
+        }
         let mut summary = match self {
             DatasetRecipe::Sudoku(r) => r.build(out_dir, progress)?,
             DatasetRecipe::SudokuHard(r) => r.build(out_dir, progress)?,
             DatasetRecipe::Maze(r) => r.build(out_dir, progress)?,
             DatasetRecipe::Arc(r) => r.build(out_dir, progress)?,
         };
-        let recipe_path = out_dir.join("recipe.json");
+        // An empty split is a dataset nothing can be trained or evaluated on: an empty or
+        // header-only input file, a filter that kept nothing, a count of 0.
+        for (split, counts) in [("train", &summary.train), ("test", &summary.test)] {
+            if counts.examples == 0 {
+                return Err(DataError::Config(format!(
+                    "the {split} split came out empty (no puzzles in the input, or none left after \
+                     filtering / subsampling); nothing usable was built in {}",
+                    out_dir.display()
+                )));
+            }
+        }
         let text = serde_json::to_vec_pretty(self).map_err(|e| DataError::json(&recipe_path, e))?;
         std::fs::write(&recipe_path, text).map_err(|e| DataError::io(&recipe_path, e))?;
         summary.bytes = dir_bytes(out_dir);

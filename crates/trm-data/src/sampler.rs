@@ -194,7 +194,9 @@ impl TrainSampler {
     fn sample_global(&mut self) -> Vec<(usize, usize)> {
         let set: &PuzzleSet = &self.ds.sets()[self.set_index];
         let global = self.cfg.global_batch_size;
-        let mut picked = Vec::with_capacity(global);
+        // Never more than the set holds per epoch (a batch too large to fill is dropped, and
+        // reserving all of an absurd `global` aborted the process).
+        let mut picked = Vec::with_capacity(global.min(set.num_examples().saturating_mul(self.cfg.epochs_per_iter)));
         while self.position < self.order.len() && picked.len() < global {
             let g = self.order[self.position];
             self.position += 1;

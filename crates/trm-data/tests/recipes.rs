@@ -98,3 +98,45 @@ fn generated_maze_build() {
         assert!(a.iter().filter(|&&c| c == b'o').count() >= 13, "path of at least 14 moves");
     }
 }
+
+#[test]
+fn a_build_with_an_empty_split_is_an_error() {
+    // A header-only CSV: before, a dataset of 0 examples was built and training "finished"
+    // after 0 steps.
+    let dir = TempDir::new("empty-split");
+    let csv = dir.path().join("empty.csv");
+    std::fs::write(&csv, "source,question,answer,rating\n").unwrap();
+    let recipe: DatasetRecipe = serde_json::from_value(serde_json::json!({
+        "kind": "sudoku", "size": 9, "train_csv": csv, "test_csv": csv
+    }))
+    .unwrap();
+    let err = recipe.build(&dir.path().join("out"), &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("train split came out empty"), "{err}");
+    // Generated, with no test puzzles asked for.
+    let recipe: DatasetRecipe =
+        toml::from_str("kind = \"sudoku\"\nsize = 4\ntrain = 4\ntest = 0\ngivens = 8\n").unwrap();
+    let out = dir.path().join("gen");
+    let good: DatasetRecipe = toml::from_str("kind = \"sudoku\"\nsize = 4\ntrain = 4\ntest = 2\ngivens = 8\n").unwrap();
+    good.build(&out, &NoProgress).unwrap();
+    let err = recipe.build(&out, &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("test split came out empty"), "{err}");
+    // The failed build left no record of the earlier one over its own files.
+    assert!(!out.join("recipe.json").exists());
+}
+
+#[test]
+fn impossible_maze_requests_are_errors_not_hangs() {
+    let dir = TempDir::new("maze-impossible");
+    // No path in a 5x5 grid has 1000 moves.
+    let recipe: DatasetRecipe =
+        toml::from_str("kind = \"maze\"\nsize = 5\ntrain = 2\ntest = 2\nmin_path_len = 1000\n").unwrap();
+    let err = recipe.build(&dir.path().join("a"), &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("min_path_len 1000 is impossible"), "{err}");
+    // A 2x2 grid has a single maze up to rotation and reflection: asking for 4 used to run
+    // through 200 million layouts.
+    let start = std::time::Instant::now();
+    let recipe: DatasetRecipe = toml::from_str("kind = \"maze\"\nsize = 2\ntrain = 2\ntest = 2\n").unwrap();
+    let err = recipe.build(&dir.path().join("b"), &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("distinct 2x2 mazes"), "{err}");
+    assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
+}

@@ -150,3 +150,11 @@ fn test_iterator_covers_everything_in_order_with_padding() {
     let r1: Vec<_> = test_batches(&ds, 8, 1, 2).unwrap().collect();
     assert_eq!(r1[0].inputs, batches[0].inputs[16..32]);
 }
+
+#[test]
+fn an_absurd_batch_ends_instead_of_aborting() {
+    let (_d, ds) = make("sampler-too-big");
+    // The whole batch was reserved up front: a failed allocation of terabytes, an abort.
+    let cfg = SamplerConfig::new(0, usize::MAX / 64);
+    assert_eq!(TrainSampler::new(ds, cfg).unwrap().next(), None);
+}

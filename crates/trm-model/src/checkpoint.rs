@@ -201,13 +201,22 @@ impl<B: Backend> Trm<B> {
 /// Loads a model saved by [`Trm::save`], config included.
 pub fn load_model<B: Backend>(path: &Path, device: &B::Device) -> Result<Trm<B>, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let config = config_from_bytes(path, &bytes)?;
+    config.init::<B>(device).load_official_tensors(parse_safetensors(path, &bytes)?)
+}
+
+/// The config stored in a model file [`Trm::save`] wrote, without loading its tensors.
+pub fn read_model_config(path: &Path) -> Result<TrmConfig, ModelError> {
+    config_from_bytes(path, &std::fs::read(path).map_err(|e| ModelError::io(path, e))?)
+}
+
+fn config_from_bytes(path: &Path, bytes: &[u8]) -> Result<TrmConfig, ModelError> {
     let bad = |reason: String| ModelError::CheckpointFormat { path: path.to_path_buf(), reason };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let config = meta.metadata().as_ref().and_then(|m| m.get(CONFIG_KEY)).ok_or_else(|| {
         bad(format!("no `{CONFIG_KEY}` metadata: not a trm checkpoint (official checkpoints need their config.json)"))
     })?;
-    let config = TrmConfig::from_json_str(config)?;
-    config.init::<B>(device).load_official_tensors(parse_safetensors(path, &bytes)?)
+    TrmConfig::from_json_str(config)
 }
 
 /// Reads every tensor of a `.pt`/`.pth` or `.safetensors` file, as float32 or integer data.
@@ -246,6 +255,17 @@ fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor
         return Ok(HashMap::new());
     }
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(written) = meta.metadata().as_ref().and_then(|m| m.get(CHECKSUM_KEY)) {
+        let mut views = st.tensors();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        let now = tensor_checksum(views.iter().map(|(k, v)| (k.as_str(), v.data())));
+        if *written != now {
+            return Err(bad(format!(
+                "damaged: the tensor data does not match the checksum written with it ({written}, now {now})"
+            )));
+        }
+    }
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
@@ -306,11 +326,34 @@ pub fn write_safetensors(
             Ok((k.clone(), view))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // safetensors 0.7 writes an invalid header (`{},"__metadata__":{}}`) for no tensors and an
-    // empty metadata map, so an empty map is left out.
-    let metadata = (!metadata.is_empty()).then_some(metadata);
+    // A checksum of every tensor's bytes, so that a damaged file is an error, not other weights.
+    // (It also keeps the map non-empty: safetensors 0.7 writes an invalid header,
+    // `{},"__metadata__":{}}`, for no tensors and an empty metadata map.)
+    let mut metadata = metadata;
+    metadata.insert(CHECKSUM_KEY.to_string(), tensor_checksum(views.iter().map(|(k, v)| (k.as_str(), v.data()))));
+    let metadata = Some(metadata);
     let bytes = safetensors::serialize(views, metadata).map_err(|e| format_error(e.to_string()))?;
     write_atomic(path, &bytes)
+}
+
+/// Metadata key of the checksum [`write_safetensors`] stores and the reader checks.
+const CHECKSUM_KEY: &str = "trm.fnv1a64";
+
+/// FNV-1a (64-bit, hex) over each tensor's name, a 0 byte and its bytes, in the given order
+/// (name order: `write_safetensors` iterates a `BTreeMap`, the reader sorts).
+fn tensor_checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for (name, bytes) in tensors {
+        eat(name.as_bytes());
+        eat(&[0]);
+        eat(bytes);
+    }
+    format!("{h:016x}")
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
@@ -395,6 +438,39 @@ mod tests {
         let err = write_safetensors(&path, &flags, HashMap::new()).unwrap_err().to_string();
         assert!(err.contains("`flags`") && err.contains("Bool"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn damaged_tensor_data_is_an_error() {
+        let device = Default::default();
+        let m = small().init_seeded::<B>(&device, 5);
+        let dir = std::env::temp_dir().join(format!("trm-ckpt-flip-{}", std::process::id()));
+        let path = dir.join("m.safetensors");
+        m.save(&path).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        // One bit flipped in the middle of the tensor data, and in the last byte: before, the
+        // file loaded as other weights.
+        for at in [whole.len() / 2, whole.len() - 1] {
+            let mut bytes = whole.clone();
+            bytes[at] ^= 1;
+            std::fs::write(&path, &bytes).unwrap();
+            let Err(err) = load_model::<B>(&path, &device) else { panic!("a damaged file loaded") };
+            let err = err.to_string();
+            assert!(err.contains("does not match the checksum"), "{err}");
+            assert!(read_tensors(&path).unwrap_err().to_string().contains("checksum"));
+        }
+        // A file without the checksum (the official code's, or ours before it) still loads.
+        let tensors = m.to_official_tensors();
+        let views: Vec<_> = tensors
+            .iter()
+            .map(|(k, d)| {
+                let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, d.shape.to_vec(), d.as_bytes());
+                (k.clone(), v.unwrap())
+            })
+            .collect();
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        assert_eq!(read_tensors(&path).unwrap().len(), tensors.len());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -21,9 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use trm_data::{PuzzleDataset, SamplerState, TrainSampler};
 use trm_model::checkpoint::{read_tensors, write_atomic, write_safetensors};
-use trm_model::{ActCarry, Carry, HostBatch};
+use trm_model::{ActCarry, Carry, HostBatch, TrmConfig};
 
-use crate::config::TrainConfig;
+use crate::config::{OptimizerKind, TrainConfig};
 use crate::engine::Trainer;
 use crate::error::TrainError;
 use crate::optim::{module_from_bytes, module_to_bytes, seal, unseal};
@@ -48,6 +48,13 @@ pub struct CheckpointState {
     pub last_lr: f64,
     /// The ACT carry's host part (official mode), if a step has run.
     pub carry: Option<CarryHost>,
+    /// The model config the weights were written with (absent in older checkpoints; then
+    /// the one in `model.safetensors` is checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_config: Option<TrmConfig>,
+    /// The dense optimizer the state in `optim.bin` belongs to (absent in older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
 }
 
 /// Host part of the ACT carry.
@@ -126,6 +133,8 @@ pub fn save_checkpoint<B: AutodiffBackend>(trainer: &Trainer<B>, run_dir: &Path)
         sampler: trainer.sampler.state(),
         last_lr: trainer.last_lr,
         carry,
+        model_config: Some(trainer.model_cfg.clone()),
+        optimizer: Some(trainer.cfg.train.optimizer),
     };
     let json = serde_json::to_vec_pretty(&state).expect("state serialises");
     write(&tmp.join("state.json"), &json)?;
@@ -173,7 +182,12 @@ fn prune(root: &Path, keep: usize) -> Result<(), TrainError> {
 /// The latest checkpoint of a run.
 pub fn latest_checkpoint(run_dir: &Path) -> Result<PathBuf, TrainError> {
     let root = checkpoints_dir(run_dir);
-    let named = std::fs::read_to_string(root.join("latest")).ok().map(|n| root.join(n.trim()));
+    // `latest` names one folder in `checkpoints/`; anything else (empty, a path) is ignored.
+    let named = std::fs::read_to_string(root.join("latest"))
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("step-") && !n.contains(['/', '\\']))
+        .map(|n| root.join(n));
     match named.filter(|p| p.is_dir()).or_else(|| list_checkpoints(run_dir).pop()) {
         Some(p) => Ok(p),
         None => Err(TrainError::checkpoint(run_dir, "no checkpoint in this run folder")),
@@ -194,7 +208,42 @@ pub fn load_trainer<B: AutodiffBackend>(
     let mut t = Trainer::<B>::new(cfg, train.clone(), device.clone())?;
     let state: CheckpointState = serde_json::from_slice(&read(&ckpt.join("state.json"))?)
         .map_err(|e| TrainError::checkpoint(ckpt.join("state.json"), e.to_string()))?;
+    check_state(&state, &t, ckpt).map_err(|p| TrainError::checkpoint(ckpt.join("state.json"), p))?;
+    // The weights must come from the same architecture: Burn loads a record of another shape
+    // silently (or panics on another layer count).
+    let written = match &state.model_config {
+        Some(c) => Some(c.clone()),
+        None => trm_model::checkpoint::read_model_config(&ckpt.join("model.safetensors")).ok(),
+    };
+    if let Some(written) = written {
+        let diff = config_differences(&written, &t.model_cfg);
+        if !diff.is_empty() {
+            return Err(TrainError::checkpoint(
+                ckpt,
+                format!(
+                    "written by a model with another architecture than the run's config now gives: {}",
+                    diff.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(kind) = state.optimizer.filter(|&k| k != t.cfg.train.optimizer) {
+        return Err(TrainError::checkpoint(
+            ckpt,
+            format!("its optimizer state is for {kind:?}, but the run's config says {:?}", t.cfg.train.optimizer),
+        ));
+    }
     let tensors = read_tensors(&ckpt.join("state.safetensors"))?;
+    let expect_shape = |k: &str, data: &TensorData, want: &[usize]| -> Result<(), TrainError> {
+        if data.shape.as_slice() == want {
+            Ok(())
+        } else {
+            Err(TrainError::checkpoint(
+                ckpt.join("state.safetensors"),
+                format!("`{k}` has shape {:?}, this run needs {want:?} (damaged, or from another config)", data.shape),
+            ))
+        }
+    };
     let take = |k: &str| -> Result<TensorData, TrainError> {
         tensors
             .get(k)
@@ -221,8 +270,10 @@ pub fn load_trainer<B: AutodiffBackend>(
     // Loaded into the autodiff model so the parameters keep requiring gradients.
     let (path, bytes) = record("raw.bin")?;
     let mut model = module_from_bytes::<B, _>(t.model.clone(), &bytes, &device).map_err(at(path))?;
-    if model.puzzle_emb.is_some() {
-        model.puzzle_emb = Some(Tensor::from_data(take("puzzle_emb")?, &device));
+    if let Some(table) = &model.puzzle_emb {
+        let data = take("puzzle_emb")?;
+        expect_shape("puzzle_emb", &data, &table.dims())?;
+        model.puzzle_emb = Some(Tensor::from_data(data, &device));
     }
     t.model = model;
     if t.ema.is_some() {
@@ -242,9 +293,12 @@ pub fn load_trainer<B: AutodiffBackend>(
     t.sampler = TrainSampler::from_state(train, state.sampler)?;
     t.carry = match state.carry {
         Some(c) => Some(ActCarry {
-            state: Carry {
-                y: Tensor::from_data(take("carry.y")?, &device),
-                z: Tensor::from_data(take("carry.z")?, &device),
+            state: {
+                let want = t.model.initial_carry(c.batch_size).y.dims();
+                let (y, z) = (take("carry.y")?, take("carry.z")?);
+                expect_shape("carry.y", &y, &want)?;
+                expect_shape("carry.z", &z, &want)?;
+                Carry { y: Tensor::from_data(y, &device), z: Tensor::from_data(z, &device) }
             },
             steps: c.steps,
             halted: c.halted,
@@ -259,4 +313,69 @@ pub fn load_trainer<B: AutodiffBackend>(
         None => None,
     };
     Ok(t)
+}
+
+/// Checks `state.json` against the run it is loaded into: a damaged or foreign state would
+/// otherwise index out of bounds when training resumes.
+fn check_state<B: AutodiffBackend>(state: &CheckpointState, t: &Trainer<B>, ckpt: &Path) -> Result<(), String> {
+    let dir_step = ckpt
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("step-"))
+        .and_then(|n| n.parse::<u64>().ok());
+    if let Some(d) = dir_step.filter(|&d| d != state.step) {
+        return Err(format!("step {} disagrees with the folder name (step {d})", state.step));
+    }
+    if state.total_steps == 0 || state.step > state.total_steps {
+        return Err(format!("step {} of a budget of {} steps is impossible", state.step, state.total_steps));
+    }
+    let batch = t.cfg.train.global_batch_size;
+    if state.sampler.config.global_batch_size != batch {
+        return Err(format!(
+            "written with global_batch_size {}, but the run's config says {batch}",
+            state.sampler.config.global_batch_size
+        ));
+    }
+    let Some(c) = &state.carry else { return Ok(()) };
+    let m = &t.model_cfg;
+    let (b, l) = (c.batch_size, c.seq_len);
+    if b != batch || l != m.seq_len {
+        return Err(format!("the carry holds {b} rows of {l} tokens; this run needs {batch} of {}", m.seq_len));
+    }
+    let lens = [c.steps.len(), c.halted.len(), c.puzzle_identifiers.len(), c.inputs.len(), c.labels.len()];
+    if lens != [b, b, b, b * l, b * l] {
+        return Err(format!(
+            "the carry's arrays have lengths {lens:?} (steps, halted, puzzle_identifiers, inputs, labels); \
+             {b} rows of {l} tokens need {:?}",
+            [b, b, b, b * l, b * l]
+        ));
+    }
+    let vocab = m.vocab_size as i32;
+    if let Some(s) = c.steps.iter().find(|&&s| s > m.n_sup) {
+        return Err(format!("the carry has a slot at supervision step {s}, past N_sup = {}", m.n_sup));
+    }
+    if let Some(x) = c.inputs.iter().find(|&&x| !(0..vocab).contains(&x)) {
+        return Err(format!("the carry holds input token {x}, outside the vocabulary 0..{vocab}"));
+    }
+    if let Some(x) = c.labels.iter().find(|&&x| x != trm_data::IGNORE_LABEL_ID && !(0..vocab).contains(&x)) {
+        return Err(format!("the carry holds label {x}, outside the vocabulary 0..{vocab}"));
+    }
+    let ids = m.num_puzzle_identifiers as i32;
+    if let Some(x) = c.puzzle_identifiers.iter().find(|&&x| m.puzzle_emb_ndim > 0 && !(0..ids).contains(&x)) {
+        return Err(format!("the carry holds puzzle identifier {x}, outside 0..{ids}"));
+    }
+    Ok(())
+}
+
+/// `field: checkpoint value -> config value` for each field where two model configs differ.
+fn config_differences(written: &TrmConfig, now: &TrmConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(written), serde_json::to_value(now))
+    else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {v} (config: {})", b.get(k).map_or("none".to_string(), |x| x.to_string())))
+        .collect()
 }

@@ -271,6 +271,9 @@ impl TrainConfig {
         if r.keep_last == 0 {
             return bad("run.keep_last", "must be at least 1".into());
         }
+        if r.eval_max_examples == Some(0) {
+            return bad("run.eval_max_examples", "must be positive (leave it out to evaluate every example)".into());
+        }
         if r.eval_batch_size == 0 {
             return bad("run.eval_batch_size", "must be positive".into());
         }

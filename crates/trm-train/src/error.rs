@@ -25,6 +25,10 @@ pub enum TrainError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A model that cannot run on a dataset (another vocabulary, sequence length or
+    /// identifier range), or a dataset with nothing to evaluate.
+    #[error("{0}")]
+    Mismatch(String),
     /// The loss became NaN or infinite.
     #[error(
         "the training loss became {value} at step {step}; stopping (the last good checkpoint, if any, is untouched). \

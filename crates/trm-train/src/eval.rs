@@ -7,8 +7,8 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use trm_data::{test_batches, Batch, PuzzleDataset, IGNORE_LABEL_ID};
-use trm_model::Trm;
+use trm_data::{test_batches, Batch, DatasetMetadata, PuzzleDataset, IGNORE_LABEL_ID};
+use trm_model::{Trm, TrmConfig};
 
 use crate::error::TrainError;
 
@@ -58,7 +58,38 @@ fn score(pred: &[i64], labels: &[i32]) -> (usize, usize) {
     (valid, correct)
 }
 
+/// Checks that `model` can run on `data`: the same sequence length, every token inside the
+/// model's vocabulary and, with puzzle embeddings, every identifier inside its table. A model
+/// trained on another task would otherwise index past its embedding tables.
+pub fn check_model_fits(model: &TrmConfig, data: &DatasetMetadata) -> Result<(), TrainError> {
+    let mut problems = Vec::new();
+    if model.seq_len != data.seq_len {
+        problems.push(format!("seq_len {} (the dataset's is {})", model.seq_len, data.seq_len));
+    }
+    if model.vocab_size < data.vocab_size {
+        problems.push(format!("vocab_size {} (the dataset's is {})", model.vocab_size, data.vocab_size));
+    }
+    if model.puzzle_emb_ndim > 0 && model.num_puzzle_identifiers < data.num_puzzle_identifiers {
+        problems.push(format!(
+            "num_puzzle_identifiers {} (the dataset's is {})",
+            model.num_puzzle_identifiers, data.num_puzzle_identifiers
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TrainError::Mismatch(format!(
+            "the model does not fit this dataset (trained on another task?): model {}",
+            problems.join(", ")
+        )))
+    }
+}
+
 /// Evaluates `model` on the test split; `on_batch` sees each batch with its predictions.
+///
+/// Errors if the model does not fit the dataset ([`check_model_fits`]) or if there is
+/// nothing to evaluate (an empty split, or `max_examples` of 0). A `batch_size` larger than
+/// the split is cut to the split's size (the same results, without padding rows).
 pub fn evaluate<B: Backend>(
     model: &Trm<B>,
     test: &PuzzleDataset,
@@ -67,10 +98,19 @@ pub fn evaluate<B: Backend>(
     mut on_batch: impl FnMut(&Batch, &BatchPredictions),
 ) -> Result<EvalMetrics, TrainError> {
     let start = Instant::now();
+    check_model_fits(model.config(), test.metadata())?;
+    let limit = max_examples.unwrap_or(usize::MAX);
+    if test.num_examples() == 0 || limit == 0 {
+        return Err(TrainError::Mismatch(format!(
+            "nothing to evaluate: the split holds {} examples and at most {} were asked for",
+            test.num_examples(),
+            max_examples.map_or("all".to_string(), |n| n.to_string())
+        )));
+    }
+    let batch_size = batch_size.clamp(1, test.num_examples());
     let device = model.h_init.device();
     let n_sup = model.config().n_sup;
     let mut m = EvalMetrics { steps: n_sup as f64, ..Default::default() };
-    let limit = max_examples.unwrap_or(usize::MAX);
     for batch in test_batches(test, batch_size, 0, 1)? {
         if m.examples >= limit {
             break;

@@ -165,12 +165,42 @@ pub fn module_to_bytes<B: Backend, M: burn::module::Module<B>>(module: M) -> Res
 }
 
 /// Loads weights saved by [`module_to_bytes`] into `module` (ids restored too).
+///
+/// Weights of another architecture are an error: Burn loads a tensor of another shape
+/// silently and panics on another number of layers, so the load runs under
+/// `catch_quietly` and every parameter's shape is compared with `module`'s afterwards.
 pub fn module_from_bytes<B: Backend, M: burn::module::Module<B>>(
     module: M,
     bytes: &[u8],
     device: &B::Device,
 ) -> Result<M, TrainError> {
-    Ok(module.load_record(from_bytes::<B, M::Record>(bytes, device)?))
+    let record = from_bytes::<B, M::Record>(bytes, device)?;
+    let expected = param_shapes(&module);
+    let mismatch = |why: String| {
+        TrainError::checkpoint("saved state", format!("the weights are not of this model's architecture ({why})"))
+    };
+    let loaded = catch_quietly(std::panic::AssertUnwindSafe(|| module.load_record(record))).map_err(mismatch)?;
+    let got = param_shapes(&loaded);
+    if got.len() != expected.len() {
+        return Err(mismatch(format!("{} parameter tensors, the model has {}", got.len(), expected.len())));
+    }
+    if let Some((i, (g, e))) = got.iter().zip(&expected).enumerate().find(|(_, (g, e))| g != e) {
+        return Err(mismatch(format!("parameter tensor {i} has shape {g:?}, the model needs {e:?}")));
+    }
+    Ok(loaded)
+}
+
+/// The shape of every float parameter of `module`, in visiting order.
+fn param_shapes<B: Backend, M: burn::module::Module<B>>(module: &M) -> Vec<Vec<usize>> {
+    struct Shapes(Vec<Vec<usize>>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Shapes {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.0.push(param.val().dims().to_vec());
+        }
+    }
+    let mut v = Shapes(Vec::new());
+    module.visit(&mut v);
+    v.0
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -253,6 +283,34 @@ mod tests {
     use burn::backend::NdArray;
 
     type B = NdArray<f32>;
+
+    #[test]
+    fn weights_of_another_architecture_are_an_error_not_a_panic() {
+        let device = Default::default();
+        let config = |edit: &dyn Fn(&mut trm_model::TrmConfig)| {
+            let mut c = trm_model::TrmConfig::sudoku_att();
+            (c.hidden_size, c.num_heads, c.vocab_size, c.seq_len, c.num_puzzle_identifiers) = (16, 2, 6, 16, 1);
+            (c.puzzle_emb_ndim, c.puzzle_emb_len) = (0, 0);
+            edit(&mut c);
+            c
+        };
+        let saved = module_to_bytes::<B, _>(config(&|_| {}).init_seeded::<B>(&device, 1)).unwrap();
+        let same = config(&|_| {}).init_seeded::<B>(&device, 2);
+        assert!(module_from_bytes::<B, _>(same, &saved, &device).is_ok());
+        // Another width loaded silently (and failed later, in a matmul); another depth
+        // panicked inside Burn's record loader.
+        for (edit, expected) in [
+            (&|c: &mut trm_model::TrmConfig| c.hidden_size = 32, "has shape"),
+            (&|c: &mut trm_model::TrmConfig| c.layers = 3, "not of this model's architecture"),
+            (&|c: &mut trm_model::TrmConfig| c.vocab_size = 8, "has shape"),
+        ] as [(&dyn Fn(&mut trm_model::TrmConfig), &str); 3]
+        {
+            let other = config(edit).init_seeded::<B>(&device, 2);
+            let Err(err) = module_from_bytes::<B, _>(other, &saved, &device) else { panic!("{expected}: loaded") };
+            let err = err.to_string();
+            assert!(err.contains(expected) && err.contains("architecture"), "{err}");
+        }
+    }
 
     fn t1(v: Vec<f32>) -> Tensor<B, 1> {
         Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &Default::default())

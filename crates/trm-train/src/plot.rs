@@ -149,6 +149,16 @@ fn panel<DB: DrawingBackend>(
 pub fn plot_run(metrics: &Path, out: &Path) -> Result<(), TrainError> {
     let text = std::fs::read_to_string(metrics).map_err(|e| TrainError::io(metrics, e))?;
     let c = read_curves(&text);
+    if c.loss.is_empty() && c.eval_exact.is_empty() {
+        // An empty, truncated-to-nothing or foreign file would give a blank figure.
+        return Err(TrainError::checkpoint(
+            metrics,
+            format!(
+                "no training or evaluation lines to plot ({} lines, none a metrics record of `trm train`)",
+                text.lines().count()
+            ),
+        ));
+    }
     let has_font = load_font();
     let err = |e: String| TrainError::checkpoint(out, format!("plotting failed: {e}"));
     let root = BitMapBackend::new(out, (1400, 900)).into_drawing_area();
@@ -196,5 +206,19 @@ not json
         assert_eq!(c.train_exact, vec![(2.0, 0.5)]);
         assert_eq!(c.eval_exact, vec![(2.0, 0.25)]);
         assert_eq!(c.eval_adaptive_steps, vec![(2.0, 3.5)]);
+    }
+
+    #[test]
+    fn a_log_with_nothing_to_plot_is_an_error_not_a_blank_figure() {
+        let dir = std::env::temp_dir().join(format!("trm-plot-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (log, png) = (dir.join("metrics.jsonl"), dir.join("curves.png"));
+        for text in ["", "not json\n{\"kind\":\"other\"}\n", "{\"kind\":\"train\",\"st"] {
+            std::fs::write(&log, text).unwrap();
+            let err = plot_run(&log, &png).unwrap_err().to_string();
+            assert!(err.contains("no training or evaluation lines"), "{text:?}: {err}");
+            assert!(!png.exists());
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

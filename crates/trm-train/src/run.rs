@@ -77,6 +77,15 @@ pub fn prepare_data(
     }
     let train = PuzzleDataset::open(&dir.join("train"))?;
     let test = PuzzleDataset::open(&dir.join("test"))?;
+    // A run needs something to train on and something to evaluate (every run evaluates).
+    for (split, ds) in [("train", &train), ("test", &test)] {
+        if ds.num_examples() == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "{}: the {split} split holds no examples",
+                dir.join(split).display()
+            )));
+        }
+    }
     Ok((Arc::new(train), test))
 }
 
@@ -166,6 +175,13 @@ pub fn train<B: AutodiffBackend>(
         let before = trainer.step;
         let metrics = trainer.train_step()?;
         if metrics.is_empty() {
+            if !trainer.finished() {
+                return Err(TrainError::Mismatch(format!(
+                    "no full batch of {} could be drawn from the training split (incomplete batches are dropped); \
+                     lower train.global_batch_size",
+                    cfg.train.global_batch_size
+                )));
+            }
             break;
         }
         for m in &metrics {

@@ -131,6 +131,14 @@ impl MazeRecipe {
             return Err(DataError::Config(format!("maze size {} is too small", self.size)));
         }
         let min_path_len = self.min_path_len.unwrap_or(if self.size == 30 { 110 } else { self.size });
+        // A path visits each of the side^2 cells at most once.
+        if min_path_len >= self.size * self.size {
+            return Err(DataError::Config(format!(
+                "min_path_len {min_path_len} is impossible in a {0}x{0} maze (a path has at most {1} moves)",
+                self.size,
+                self.size * self.size - 1
+            )));
+        }
         let gen = MazeGenerator { side: self.size, min_path_len, seed: self.seed };
         let total = self.train + self.test;
         let mut kept: Vec<MazePuzzle> = Vec::with_capacity(total);
@@ -139,11 +147,18 @@ impl MazeRecipe {
         let mut chunk = 1024u64;
         let limit = 200_000_000u64;
         progress.begin(&format!("generating {0}x{0} mazes (path >= {min_path_len} moves)", self.size), total as u64);
+        // Layouts tried when the last new maze was kept: a small grid has few distinct mazes
+        // (up to rotation and reflection), so asking for more would otherwise run to `limit`.
+        let mut last_new = 0u64;
         while kept.len() < total {
-            if next >= limit {
+            let stalled = !kept.is_empty() && next - last_new > (100_000u64).max(100 * last_new / kept.len() as u64);
+            if next >= limit || stalled {
                 return Err(DataError::Generation(format!(
-                    "{} of {total} mazes after {next} layouts; lower min_path_len ({min_path_len})",
-                    kept.len()
+                    "only {} of {total} distinct {1}x{1} mazes after {next} layouts (none new in the last {2}); \
+                     ask for fewer, a larger size or a lower min_path_len ({min_path_len})",
+                    kept.len(),
+                    self.size,
+                    next - last_new
                 )));
             }
             let found: Vec<MazePuzzle> = (next..next + chunk).into_par_iter().filter_map(|i| gen.layout(i)).collect();
@@ -151,6 +166,7 @@ impl MazeRecipe {
             for m in found {
                 if kept.len() < total && classes.insert(dihedral_class(&m)) {
                     kept.push(m);
+                    last_new = next;
                     progress.advance(1);
                 }
             }

@@ -80,11 +80,9 @@ pub fn solve(question: &[u8], side: usize) -> Option<(Vec<u8>, usize)> {
     Some((a, path.len() - 1))
 }
 
-/// Check one CSV row: charset, one S and one G, answer = question plus an 'o' path that
-/// connects S to G through free cells.
-pub fn check_row(question: &[u8], answer: &[u8], side: usize) -> Result<(), String> {
-    if let Some(i) = question.iter().chain(answer).position(|c| !CHARSET.contains(c)) {
-        let c = question.iter().chain(answer).nth(i).copied().unwrap_or(0);
+/// Check a maze question: only `#`, space, `S` and `G`, exactly one `S` and one `G`.
+pub fn check_question(question: &[u8]) -> Result<(), String> {
+    if let Some(&c) = question.iter().find(|c| !CHARSET.contains(c)) {
         return Err(format!("character {:?} is not one of \"# SGo\"", c as char));
     }
     for (name, ch) in [("start 'S'", b'S'), ("goal 'G'", b'G')] {
@@ -96,6 +94,17 @@ pub fn check_row(question: &[u8], answer: &[u8], side: usize) -> Result<(), Stri
     if question.contains(&b'o') {
         return Err("question already contains path cells 'o'".into());
     }
+    Ok(())
+}
+
+/// Check one CSV row: charset, one S and one G, answer = question plus an 'o' path that
+/// connects S to G through free cells.
+pub fn check_row(question: &[u8], answer: &[u8], side: usize) -> Result<(), String> {
+    if let Some(i) = question.iter().chain(answer).position(|c| !CHARSET.contains(c)) {
+        let c = question.iter().chain(answer).nth(i).copied().unwrap_or(0);
+        return Err(format!("character {:?} is not one of \"# SGo\"", c as char));
+    }
+    check_question(question)?;
     for (i, (&q, &a)) in question.iter().zip(answer).enumerate() {
         if q != a && !(q == b' ' && a == b'o') {
             return Err(format!(
@@ -172,6 +181,17 @@ pub(crate) fn neighbours(i: usize, side: usize) -> [Option<usize>; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn questions_are_checked_alone() {
+        assert!(check_question(b"S  #G").is_ok());
+        // Unknown characters used to become PAD tokens in `trm solve`.
+        assert!(check_question(b"S  XG").unwrap_err().contains("'X' is not one of"));
+        assert!(check_question("S  \u{e9}G".as_bytes()).is_err());
+        assert!(check_question(b"S   S G").unwrap_err().contains("2 start 'S' cells"));
+        assert!(check_question(b"S    ").unwrap_err().contains("0 goal 'G' cells"));
+        assert!(check_question(b"So  G").unwrap_err().contains("path cells"));
+    }
 
     #[test]
     fn bfs_prefers_down_then_left_right_up() {

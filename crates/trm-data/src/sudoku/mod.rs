@@ -67,23 +67,53 @@ pub fn to_tokens(cells: &[u8]) -> Vec<u8> {
 
 /// Parse an n*n-character grid: '.' or '0' blank, '1'..=n given.
 pub fn parse_grid(text: &str, n: usize) -> Result<Vec<u8>, String> {
-    if text.len() != n * n {
-        return Err(format!("expected {} characters, found {}", n * n, text.chars().count()));
+    // Characters, not bytes: a non-ASCII character is named as it was typed.
+    let count = text.chars().count();
+    if count != n * n {
+        return Err(format!("expected {} characters, found {count}", n * n));
     }
-    text.bytes()
+    text.chars()
         .enumerate()
-        .map(|(i, b)| match b {
-            b'.' | b'0' => Ok(0),
-            b'1'..=b'9' if ((b - b'0') as usize) <= n => Ok(b - b'0'),
+        .map(|(i, ch)| match ch {
+            '.' | '0' => Ok(0),
+            '1'..='9' if ch.to_digit(10).is_some_and(|d| d as usize <= n) => Ok(ch as u8 - b'0'),
             _ => Err(format!(
-                "invalid character {:?} at cell {} (row {}, column {})",
-                b as char,
-                i,
+                "invalid character {ch:?} at cell {i} (row {}, column {}); expected '.' or '0' for a blank, or 1-{n}",
                 i / n + 1,
                 i % n + 1
             )),
         })
         .collect()
+}
+
+/// Checks that the givens of a puzzle (0 = blank) repeat no digit in a row, column or box:
+/// such a puzzle has no solution.
+pub fn check_givens(shape: SudokuShape, cells: &[u8]) -> Result<(), String> {
+    let n = shape.size();
+    if cells.len() != n * n {
+        return Err(format!("expected {} cells, found {}", n * n, cells.len()));
+    }
+    let mut seen = vec![0u16; 3 * n];
+    for r in 0..n {
+        for c in 0..n {
+            let d = cells[r * n + c];
+            if d == 0 {
+                continue;
+            }
+            if d as usize > n {
+                return Err(format!("digit {d} at row {}, column {} is outside 1-{n}", r + 1, c + 1));
+            }
+            let bit = 1u16 << (d - 1);
+            let b = shape.box_of(r, c);
+            for (u, what, k) in [(r, "row", r), (n + c, "column", c), (2 * n + b, "box", b)] {
+                if seen[u] & bit != 0 {
+                    return Err(format!("the givens repeat digit {d} in {what} {}: the puzzle has no solution", k + 1));
+                }
+                seen[u] |= bit;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Check that `answer` is a complete valid grid that agrees with the givens of `question`.
@@ -196,6 +226,32 @@ mod tests {
 
     const Q: &str = "4...3.......6..8..........1....5..9..8....6...7.2........1.27..5.3....4.9........";
     const A: &str = "468931527751624839392578461134756298289413675675289314846192753513867942927345186";
+
+    #[test]
+    fn non_ascii_characters_are_counted_and_named_as_typed() {
+        // 16 characters, one of them 3 bytes long: the length was checked in bytes, so the
+        // message read "expected 16 characters, found 16".
+        let e = parse_grid("\u{ff11}...............", 4).unwrap_err();
+        assert!(e.contains("invalid character '\u{ff11}' at cell 0"), "{e}");
+        let e = parse_grid("1..............\u{e9}", 4).unwrap_err();
+        assert!(e.contains("'\u{e9}' at cell 15"), "{e}");
+        let e = parse_grid("\u{e9}\u{e9}", 4).unwrap_err();
+        assert_eq!(e, "expected 16 characters, found 2");
+    }
+
+    #[test]
+    fn contradictory_givens_are_found() {
+        let shape = SudokuShape::for_size(4).unwrap();
+        assert!(check_givens(shape, &parse_grid("1.3..2.4........", 4).unwrap()).is_ok());
+        for (grid, unit) in
+            [("11..............", "row 1"), ("1...1...........", "column 1"), ("1....1..........", "box 1")]
+        {
+            let e = check_givens(shape, &parse_grid(grid, 4).unwrap()).unwrap_err();
+            assert!(e.contains(&format!("repeat digit 1 in {unit}")), "{grid}: {e}");
+        }
+        assert!(check_givens(shape, &[0; 15]).is_err());
+        assert!(check_givens(shape, &[5; 16]).unwrap_err().contains("outside 1-4"));
+    }
 
     #[test]
     fn csv_reads_and_validates() {

@@ -284,6 +284,10 @@ impl ArRunConfig {
 
     /// Rejects bad values with a message naming the field.
     pub fn validate(&self) -> Result<(), TrainError> {
+        /// Sequences per batch beyond which the batch would not fit in memory anyway.
+        const MAX_BATCH: usize = 1 << 20;
+        /// Block evaluations per token (k_max T (n+1) layers) beyond which a run never ends.
+        const MAX_BLOCK_CALLS_PER_TOKEN: usize = 10_000;
         let bad = |m: String| Err(TrainError::Config(m));
         let t = &self.task;
         if t.train_sizes[0] == 0 || t.train_sizes[0] > t.train_sizes[1] {
@@ -302,9 +306,22 @@ impl ArRunConfig {
             ArModelKind::ArTrm => self.ar_trm_config().validate()?,
             _ => self.baseline_config().validate()?,
         }
+        let per_token = self.block_evals_per_token();
+        if per_token > MAX_BLOCK_CALLS_PER_TOKEN {
+            return bad(format!(
+                "model: {per_token} block evaluations per token (AR-TRM: k_max x t_cycles x (n_cycles + 1) x layers) \
+                 is more than {MAX_BLOCK_CALLS_PER_TOKEN}; training would not finish"
+            ));
+        }
         let tr = &self.train;
         if tr.batch_size == 0 || tr.eval_batch_size == 0 || tr.max_steps == 0 {
             return bad("train.batch_size, train.eval_batch_size and train.max_steps must be positive".into());
+        }
+        if tr.batch_size > MAX_BATCH || tr.eval_batch_size > MAX_BATCH {
+            return bad(format!(
+                "train.batch_size {} / train.eval_batch_size {}: at most {MAX_BATCH} sequences per batch",
+                tr.batch_size, tr.eval_batch_size
+            ));
         }
         if !(tr.lr.is_finite() && tr.lr > 0.0) {
             return bad(format!("train.lr {} must be a positive number", tr.lr));
@@ -390,6 +407,10 @@ max_steps = 10
             ("max_steps = 10", "max_steps = 10\nlr = -1.0", "lr"),
             ("task = \"addition\"", "task = \"division\"", "division"),
             ("max_steps = 10", "max_steps = 10\nbogus = 1", "bogus"),
+            // These ran out of memory (an abort) or ran for days.
+            ("max_steps = 10", "max_steps = 10\nbatch_size = 100000000000", "train.batch_size"),
+            ("max_steps = 10", "max_steps = 10\neval_batch_size = 100000000000", "train.eval_batch_size"),
+            ("num_heads = 2", "num_heads = 2\nk_max = 100000", "block evaluations per token"),
         ] {
             let err = ArRunConfig::from_toml_str(&MINIMAL.replace(from, to)).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
