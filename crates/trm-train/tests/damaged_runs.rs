@@ -9,10 +9,10 @@ use trm_train::{evaluate, latest_checkpoint, train, RunOptions, Silent, TrainCon
 type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 type Inner = burn::backend::NdArray<f32>;
 
+mod common;
+
 fn scratch(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-damaged-runs").join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    p
+    common::scratch("trm-damaged-runs", name)
 }
 
 /// A tiny official-mode run on generated 4x4 Sudoku (48 train / 12 test puzzles), in a
@@ -23,42 +23,9 @@ fn config(name: &str, edit: impl Fn(&str) -> String) -> TrainConfig {
 
 /// The same config with its run and data in `root` (left as it is).
 fn config_at(root: &Path, edit: impl Fn(&str) -> String) -> TrainConfig {
-    let text = format!(
-        r#"
-out_dir = "{out}"
-seed = 3
-[data]
-dir = "{data}"
-[data.recipe]
-kind = "sudoku"
-size = 4
-train = 48
-test = 12
-seed = 1
-[arch]
-hidden_size = 16
-num_heads = 2
-expansion = 2.0
-t_cycles = 1
-n_cycles = 1
-n_sup = 2
-pos_encodings = "rope"
-puzzle_emb_ndim = 16
-puzzle_emb_len = 1
-[train]
-global_batch_size = 8
-max_steps = 6
-lr = 3e-3
-lr_warmup_steps = 2
-[run]
-eval_interval = 100
-checkpoint_every = 3
-keep_last = 2
-eval_batch_size = 8
-"#,
-        out = root.join("run").display(),
-        data = root.join("data").display()
-    );
+    let arch =
+        "t_cycles = 1\nn_cycles = 1\nn_sup = 2\npos_encodings = \"rope\"\npuzzle_emb_ndim = 16\npuzzle_emb_len = 1";
+    let text = common::tiny_sudoku_toml(&root.join("run"), &root.join("data"), arch, "");
     TrainConfig::from_toml_str(&edit(&text)).unwrap()
 }
 

@@ -1,64 +1,21 @@
 //! End-to-end runs on generated 4x4 Sudoku with a tiny model.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use trm_train::{train, RunOptions, Silent, TrainConfig, TrainError};
 
 type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 
-fn scratch(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-train-tests").join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
+mod common;
 
 fn config(name: &str, extra_train: &str) -> TrainConfig {
-    let root = scratch(name);
+    let root = common::scratch("trm-train-tests", name);
     let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trm-train-tests").join(format!("data-{name}"));
-    let text = format!(
-        r#"
-out_dir = "{out}"
-seed = 3
-[data]
-dir = "{data}"
-[data.recipe]
-kind = "sudoku"
-size = 4
-train = 48
-test = 12
-seed = 1
-[arch]
-hidden_size = 16
-num_heads = 2
-expansion = 2.0
-t_cycles = 2
-n_cycles = 2
-n_sup = 3
-mlp_t = true
-pos_encodings = "none"
-puzzle_emb_ndim = 16
-puzzle_emb_len = 1
-[train]
-global_batch_size = 8
-max_steps = 6
-lr = 3e-3
-lr_warmup_steps = 2
-lr_min_ratio = 0.1
-weight_decay = 0.1
-puzzle_emb_lr = 1e-2
-puzzle_emb_weight_decay = 0.1
-ema_rate = 0.9
-{extra_train}
-[run]
-eval_interval = 100
-checkpoint_every = 3
-keep_last = 2
-eval_batch_size = 8
-"#,
-        out = root.join("run").display(),
-        data = data.display()
+    let arch = "t_cycles = 2\nn_cycles = 2\nn_sup = 3\nmlp_t = true\npos_encodings = \"none\"\npuzzle_emb_ndim = 16\npuzzle_emb_len = 1";
+    let train = format!(
+        "lr_min_ratio = 0.1\nweight_decay = 0.1\npuzzle_emb_lr = 1e-2\npuzzle_emb_weight_decay = 0.1\nema_rate = 0.9\n{extra_train}"
     );
-    TrainConfig::from_toml_str(&text).unwrap()
+    TrainConfig::from_toml_str(&common::tiny_sudoku_toml(&root.join("run"), &data, arch, &train)).unwrap()
 }
 
 fn losses(run: &Path) -> Vec<(u64, f64)> {
