@@ -105,17 +105,18 @@ impl Observer for Bar {
         self.bar.set_message(format!("loss {:.4}  train exact {:.3}  steps {:.1}", m.loss, self.last_exact, m.steps));
     }
     fn on_eval(&mut self, e: &EvalMetrics) {
-        self.bar.println(eval_line(e));
+        self.bar.println(eval_line(&format!("step {}", e.step), e));
     }
     fn on_message(&mut self, msg: &str) {
         self.bar.println(msg);
     }
 }
 
-fn eval_line(e: &EvalMetrics) -> String {
+/// One evaluation's metrics; `at` names what was evaluated (a step of this run, a file).
+fn eval_line(at: &str, e: &EvalMetrics) -> String {
     format!(
-        "eval @ step {}: exact {:.4}  token {:.4}  q-halt acc {:.3}  (N_sup = {})  | adaptive: exact {:.4}, mean steps {:.2}  [{} examples, {:.1}s]",
-        e.step, e.exact_accuracy, e.accuracy, e.q_halt_accuracy, e.steps, e.adaptive_exact_accuracy, e.adaptive_steps, e.examples, e.seconds
+        "eval @ {at}: exact {:.4}  token {:.4}  q-halt acc {:.3}  (N_sup = {})  | adaptive: exact {:.4}, mean steps {:.2}  [{} examples, {:.1}s]",
+        e.exact_accuracy, e.accuracy, e.q_halt_accuracy, e.steps, e.adaptive_exact_accuracy, e.adaptive_steps, e.examples, e.seconds
     )
 }
 
@@ -143,7 +144,7 @@ impl BackendJob for TrainJob {
             out.run_dir.display()
         );
         if let Some(e) = &out.last_eval {
-            println!("{}", eval_line(e));
+            println!("{}", eval_line(&format!("step {}", e.step), e));
         }
         if let Some(ckpt) = &out.last_checkpoint {
             println!("checkpoint: {}", ckpt.display());
@@ -219,7 +220,8 @@ impl BackendJob for EvalJob {
     type Output = anyhow::Result<()>;
     fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
         let a = self.0;
-        let model: Trm<B::InnerBackend> = load_model(&resolve_model(&a.checkpoint)?, &device)?;
+        let model_path = resolve_model(&a.checkpoint)?;
+        let model: Trm<B::InnerBackend> = load_model(&model_path, &device)?;
         let split = if a.data.join("test").is_dir() { a.data.join("test") } else { a.data.clone() };
         let test = PuzzleDataset::open(&split)?;
         let mut voting = match &a.arc_submission {
@@ -237,7 +239,8 @@ impl BackendJob for EvalJob {
         if let Some(err) = vote_err {
             return Err(err.into());
         }
-        println!("{}", eval_line(&e));
+        // A standalone model file knows no optimizer step: name the file instead.
+        println!("{}", eval_line(&model_path.display().to_string(), &e));
         if let (Some(v), Some(dir)) = (voting, &a.arc_submission) {
             for (k, p) in v.pass_at_k() {
                 println!("ARC/pass@{k}: {p:.4}");
