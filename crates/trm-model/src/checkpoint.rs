@@ -342,18 +342,23 @@ const CHECKSUM_KEY: &str = "trm.fnv1a64";
 /// FNV-1a (64-bit, hex) over each tensor's name, a 0 byte and its bytes, in the given order
 /// (name order: `write_safetensors` iterates a `BTreeMap`, the reader sorts).
 fn tensor_checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    };
-    for (name, bytes) in tensors {
-        eat(name.as_bytes());
-        eat(&[0]);
-        eat(bytes);
-    }
+    let h = tensors.fold(FNV1A_OFFSET, |h, (name, bytes)| {
+        let h = fnv1a_update(h, name.as_bytes());
+        fnv1a_update(fnv1a_update(h, &[0]), bytes)
+    });
     format!("{h:016x}")
+}
+
+const FNV1A_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a_update(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// FNV-1a (64-bit) of `bytes`: the checksum of trm's own files (the tensors of the
+/// safetensors it writes here, the sealed Burn records of `trm-train`).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_update(FNV1A_OFFSET, bytes)
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.

@@ -61,7 +61,7 @@ fn score(pred: &[i64], labels: &[i32]) -> (usize, usize) {
 /// Checks that `model` can run on `data`: the same sequence length, every token inside the
 /// model's vocabulary and, with puzzle embeddings, every identifier inside its table. A model
 /// trained on another task would otherwise index past its embedding tables.
-pub fn check_model_fits(model: &TrmConfig, data: &DatasetMetadata) -> Result<(), TrainError> {
+pub(crate) fn check_model_fits(model: &TrmConfig, data: &DatasetMetadata) -> Result<(), TrainError> {
     let mut problems = Vec::new();
     if model.seq_len != data.seq_len {
         problems.push(format!("seq_len {} (the dataset's is {})", model.seq_len, data.seq_len));
@@ -87,7 +87,8 @@ pub fn check_model_fits(model: &TrmConfig, data: &DatasetMetadata) -> Result<(),
 
 /// Evaluates `model` on the test split; `on_batch` sees each batch with its predictions.
 ///
-/// Errors if the model does not fit the dataset ([`check_model_fits`]) or if there is
+/// Errors if the model does not fit the dataset (another sequence length, a smaller
+/// vocabulary or puzzle-identifier table) or if there is
 /// nothing to evaluate (an empty split, or `max_examples` of 0). A `batch_size` larger than
 /// the split is cut to the split's size (the same results, without padding rows).
 pub fn evaluate<B: Backend>(

@@ -29,6 +29,6 @@ pub use checkpoint::{latest_checkpoint, list_checkpoints, load_trainer, save_che
 pub use config::{ActMode, GradMode, OptimizerKind, TrainConfig};
 pub use engine::{StepMetrics, Trainer};
 pub use error::TrainError;
-pub use eval::{check_model_fits, evaluate, BatchPredictions, EvalMetrics};
+pub use eval::{evaluate, BatchPredictions, EvalMetrics};
 pub use optim::{lr_factor, sign_sgd_rows, AdamAtan2, DenseOptimizer};
 pub use run::{prepare_data, train, Observer, RunOptions, RunOutcome, Silent};

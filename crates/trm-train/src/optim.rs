@@ -7,6 +7,7 @@ use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, SimpleOptimize
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use trm_model::checkpoint::fnv1a;
 use trm_model::Trm;
 
 use crate::config::{OptimConfig, OptimizerKind};
@@ -201,10 +202,6 @@ fn param_shapes<B: Backend, M: burn::module::Module<B>>(module: &M) -> Vec<Vec<u
     let mut v = Shapes(Vec::new());
     module.visit(&mut v);
     v.0
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// A record file: `magic`, the payload's length and FNV-1a hash (little-endian u64s), then
