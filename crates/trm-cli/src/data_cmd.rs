@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use trm_data::arc::build::{ArcRecipe, ArcVersion};
@@ -291,6 +291,19 @@ fn show(a: ShowArgs) -> anyhow::Result<()> {
     let (inputs, labels) = ds
         .example(a.index)
         .with_context(|| format!("index {} out of range: {} examples", a.index, ds.num_examples()))?;
+    // The split is opened unverified (so a damaged one can still be looked at), so a token
+    // the vocabulary does not have is named here rather than drawn as something else.
+    for (what, tokens) in [("input", inputs), ("label", labels)] {
+        if let Some(pos) = tokens.iter().position(|&t| t as usize >= meta.vocab_size) {
+            bail!(
+                "{}: example {} has {what} token {} at position {pos}, outside the vocabulary 0..{} of dataset.json",
+                dir.display(),
+                a.index,
+                tokens[pos],
+                meta.vocab_size
+            );
+        }
+    }
     let id = ds.example_identifier(a.index).unwrap_or(0);
     let names = ds.identifiers()?.unwrap_or_default();
     let name = names.get(id as usize).map(String::as_str).unwrap_or("?");
@@ -319,5 +332,30 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DataCommand::Show(a) => show(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_names_a_token_outside_the_vocabulary() {
+        let dir = std::env::temp_dir().join(format!("trm-data-show-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let recipe: DatasetRecipe = toml::from_str("kind = \"sudoku\"\nsize = 4\ntrain = 2\ntest = 1\n").unwrap();
+        recipe.build(&dir, &trm_data::NoProgress).unwrap();
+        let args = |index| ShowArgs { dir: dir.clone(), index, split: "train".into(), no_color: true };
+        show(args(1)).unwrap();
+        // Token 200 into the second example's third input cell (the uint8 data ends the file).
+        let npy = dir.join("train/all__inputs.npy");
+        let mut bytes = std::fs::read(&npy).unwrap();
+        let at = bytes.len() - 16 + 2;
+        bytes[at] = 200;
+        std::fs::write(&npy, bytes).unwrap();
+        let err = show(args(1)).unwrap_err().to_string();
+        assert!(err.contains("example 1 has input token 200 at position 2, outside the vocabulary 0..6"), "{err}");
+        show(args(0)).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -290,7 +290,10 @@ pub fn run_solve(args: SolveArgs) -> anyhow::Result<()> {
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
             let cells = trm_data::sudoku::parse_grid(&compact, side).map_err(anyhow::Error::msg)?;
             if let DataKind::Sudoku(shape) = kind {
-                trm_data::sudoku::check_givens(shape, &cells).map_err(anyhow::Error::msg)?;
+                let unique = trm_data::sudoku::check_puzzle(shape, &cells).map_err(anyhow::Error::msg)?;
+                if !unique {
+                    println!("note: this puzzle has more than one solution; the answer is checked against the rules");
+                }
             }
             trm_data::sudoku::to_tokens(&cells)
         }

@@ -125,6 +125,24 @@ fn a_build_with_an_empty_split_is_an_error() {
 }
 
 #[test]
+fn a_subsample_larger_than_the_csv_is_noted() {
+    // `train = 5` on a one-puzzle CSV keeps that one puzzle (as the official builder does),
+    // and the summary says so instead of leaving a split of 1 to be found later.
+    let dir = TempDir::new("short-csv");
+    let csv = dir.path().join("one.csv");
+    let q = "4...3.......6..8..........1....5..9..8....6...7.2........1.27..5.3....4.9........";
+    let a = "468931527751624839392578461134756298289413675675289314846192753513867942927345186";
+    std::fs::write(&csv, format!("source,question,answer,rating\nx,{q},{a},3\n")).unwrap();
+    let recipe: DatasetRecipe = serde_json::from_value(serde_json::json!({
+        "kind": "sudoku", "size": 9, "train_csv": csv, "test_csv": csv, "train": 5, "test": 1
+    }))
+    .unwrap();
+    let summary = recipe.build(&dir.path().join("out"), &NoProgress).unwrap();
+    assert_eq!(summary.notes, ["train: 5 puzzles asked for, the CSV has 1; all 1 kept"]);
+    assert_eq!(PuzzleDataset::open(&dir.path().join("out/train")).unwrap().num_examples(), 1);
+}
+
+#[test]
 fn impossible_maze_requests_are_errors_not_hangs() {
     let dir = TempDir::new("maze-impossible");
     // No path in a 5x5 grid has 1000 moves.

@@ -129,6 +129,9 @@ pub struct TrmConfig {
     pub forward_dtype: Option<String>,
 }
 
+/// The most T, n or N_sup a config may ask for (`validate`).
+pub const MAX_RECURSION: usize = 1024;
+
 impl TrmConfig {
     /// The paper's TRM-Att Sudoku configuration (7M parameters).
     pub fn sudoku_att() -> Self {
@@ -213,14 +216,19 @@ impl TrmConfig {
         if self.layers == 0 {
             return bad("layers (L_layers)", "must be at least 1".into());
         }
-        if self.t_cycles == 0 {
-            return bad("t_cycles (H_cycles, T)", "must be at least 1".into());
-        }
-        if self.n_cycles == 0 {
-            return bad("n_cycles (L_cycles, n)", "must be at least 1".into());
-        }
-        if self.n_sup == 0 {
-            return bad("n_sup (halt_max_steps, N_sup)", "must be at least 1".into());
+        for (field, v) in [
+            ("t_cycles (H_cycles, T)", self.t_cycles),
+            ("n_cycles (L_cycles, n)", self.n_cycles),
+            ("n_sup (halt_max_steps, N_sup)", self.n_sup),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+            // The paper's are 3, 6 and 16; a typo of a few zeros would otherwise run for days
+            // (the network calls multiply: T(n+1) per supervision step, N_sup steps).
+            if v > MAX_RECURSION {
+                return bad(field, format!("{v} is more than {MAX_RECURSION}"));
+            }
         }
         if self.vocab_size == 0 {
             return bad("vocab_size", "must be positive".into());
@@ -350,6 +358,16 @@ mod tests {
         let mut c = TrmConfig::sudoku_att();
         c.t_cycles = 0;
         assert!(c.validate().unwrap_err().to_string().contains("H_cycles"));
+
+        // Recursion depths with a few zeros too many are errors, not runs of days.
+        for (i, field) in ["H_cycles", "L_cycles", "halt_max_steps"].into_iter().enumerate() {
+            let mut c = TrmConfig::sudoku_att();
+            *[&mut c.t_cycles, &mut c.n_cycles, &mut c.n_sup][i] = 1_000_000;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("1000000 is more than 1024"), "{e}");
+            *[&mut c.t_cycles, &mut c.n_cycles, &mut c.n_sup][i] = MAX_RECURSION;
+            c.validate().unwrap();
+        }
 
         let e = TrmConfig::from_toml_str("hidden_size = 'big'").unwrap_err().to_string();
         assert!(e.contains("hidden_size"), "{e}");

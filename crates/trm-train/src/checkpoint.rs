@@ -199,12 +199,26 @@ fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
 }
 
 /// Rebuilds a trainer from checkpoint folder `ckpt` with the run's config and training data.
+///
+/// The step budget is the config's (`train.max_steps`, or `train.epochs` over the data), so
+/// editing it before a resume lengthens or shortens the run, and the LR schedule follows the
+/// new budget from the checkpoint's step on; a budget below that step is an error.
 pub fn load_trainer<B: AutodiffBackend>(
     cfg: TrainConfig,
     train: Arc<PuzzleDataset>,
     ckpt: &Path,
     device: B::Device,
 ) -> Result<Trainer<B>, TrainError> {
+    load_trainer_and_budget(cfg, train, ckpt, device).map(|(t, _)| t)
+}
+
+/// [`load_trainer`], plus the step budget the checkpoint was written with.
+pub(crate) fn load_trainer_and_budget<B: AutodiffBackend>(
+    cfg: TrainConfig,
+    train: Arc<PuzzleDataset>,
+    ckpt: &Path,
+    device: B::Device,
+) -> Result<(Trainer<B>, u64), TrainError> {
     let mut t = Trainer::<B>::new(cfg, train.clone(), device.clone())?;
     let state: CheckpointState = serde_json::from_slice(&read(&ckpt.join("state.json"))?)
         .map_err(|e| TrainError::checkpoint(ckpt.join("state.json"), e.to_string()))?;
@@ -284,8 +298,17 @@ pub fn load_trainer<B: AutodiffBackend>(
     let opt = std::mem::replace(&mut t.opt, crate::optim::DenseOptimizer::new(&t.cfg.train));
     let (path, bytes) = record("optim.bin")?;
     t.opt = opt.load_bytes(&bytes, &device).map_err(at(path))?;
+    if t.total_steps < state.step {
+        return Err(TrainError::checkpoint(
+            ckpt,
+            format!(
+                "it is at step {}, past the run's budget of {} steps (train.max_steps or train.epochs in the \
+                 config); raise the budget, or start the run afresh",
+                state.step, t.total_steps
+            ),
+        ));
+    }
     t.step = state.step;
-    t.total_steps = state.total_steps;
     t.last_lr = state.last_lr;
     let mut rng = ChaCha8Rng::seed_from_u64(state.rng_seed);
     rng.set_word_pos(state.rng_word_pos);
@@ -312,7 +335,7 @@ pub fn load_trainer<B: AutodiffBackend>(
         }),
         None => None,
     };
-    Ok(t)
+    Ok((t, state.total_steps))
 }
 
 /// Checks `state.json` against the run it is loaded into: a damaged or foreign state would

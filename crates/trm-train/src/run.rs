@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use trm_data::{Progress, PuzzleDataset};
 
-use crate::checkpoint::{latest_checkpoint, load_trainer, save_checkpoint};
+use crate::checkpoint::{latest_checkpoint, load_trainer_and_budget, save_checkpoint};
 use crate::config::TrainConfig;
 use crate::engine::{StepMetrics, Trainer};
 use crate::error::TrainError;
@@ -144,7 +144,14 @@ pub fn train<B: AutodiffBackend>(
     let mut trainer: Trainer<B> = if options.resume {
         let ckpt = latest_checkpoint(&run_dir)?;
         obs.on_message(&format!("resuming from {}", ckpt.display()));
-        load_trainer(cfg.clone(), train, &ckpt, device)?
+        let (t, written_budget) = load_trainer_and_budget(cfg.clone(), train, &ckpt, device)?;
+        if written_budget != t.total_steps {
+            obs.on_message(&format!(
+                "the step budget is now {} (the checkpoint's run had {written_budget}): the LR schedule follows it",
+                t.total_steps
+            ));
+        }
+        t
     } else {
         Trainer::new(cfg.clone(), train, device)?
     };

@@ -60,6 +60,26 @@ fn resume_reproduces_the_uninterrupted_loss_curve() {
     assert_eq!(trm_train::list_checkpoints(&split.out_dir).len(), 2);
 }
 
+/// A budget edited before a resume is the one the run keeps (it used to keep the
+/// checkpoint's silently); one below the checkpoint's step is an error.
+#[test]
+fn resume_takes_the_step_budget_of_the_config() {
+    let cfg = config("budget", "");
+    let first = RunOptions { resume: false, stop_after_steps: Some(3) };
+    train::<B>(cfg.clone(), &first, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    let resume = RunOptions { resume: true, stop_after_steps: None };
+    let mut past = cfg.clone();
+    past.train.max_steps = Some(2);
+    let err = train::<B>(past, &resume, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap_err();
+    assert!(err.to_string().contains("at step 3, past the run's budget of 2 steps"), "{err}");
+    let mut shorter = cfg.clone();
+    shorter.train.max_steps = Some(4);
+    let out = train::<B>(shorter, &resume, Default::default(), &trm_data::NoProgress, &mut Silent).unwrap();
+    assert_eq!(out.steps, 4);
+    let steps: Vec<u64> = losses(&cfg.out_dir).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
+}
+
 /// The quickstart's kind of run: paper-mode supervision (no carry between batches) and no
 /// puzzle embeddings, so the checkpoint's state file holds no tensor at all.
 #[test]

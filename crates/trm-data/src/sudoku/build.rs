@@ -158,9 +158,18 @@ impl SudokuRecipe {
             (None, None) => self.generate(shape, progress)?,
             _ => return Err(DataError::Config("give both train_csv and test_csv, or neither to generate".into())),
         };
+        // A subsample larger than the CSV keeps every puzzle (as the official builder does);
+        // the summary says so instead of leaving a smaller split to be found later.
+        let mut notes = Vec::new();
+        for (split, asked, got) in [("train", self.train, train.len()), ("test", self.test, test.len())] {
+            if let Some(k) = asked.filter(|&k| k > got) {
+                let filter = if self.min_difficulty.is_some() { " (after min_difficulty)" } else { "" };
+                notes.push(format!("{split}: {k} puzzles asked for, the CSV has {got}{filter}; all {got} kept"));
+            }
+        }
         let tr = write_split(&out.join("train"), shape, &train, self.num_aug, &mut rng, progress)?;
         let te = write_split(&out.join("test"), shape, &test, 0, &mut rng, progress)?;
-        finish(out, shape, tr, te, Vec::new())
+        finish(out, shape, tr, te, notes)
     }
 
     fn read_csvs(

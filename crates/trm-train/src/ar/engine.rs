@@ -261,6 +261,16 @@ const MAGIC: &[u8; 8] = b"TRMAR\x00\x00\x01";
 
 /// Loads a trained AR-TRM run (`config.toml` and `model.bin` in `run_dir`) for decoding.
 pub fn load_ar_trm<B: Backend>(run_dir: &Path, device: &B::Device) -> Result<(ArRunConfig, ArTrm<B>), TrainError> {
+    // A `trm train` run folder has a config.toml too, which would fail to parse as an AR
+    // config with an error about some field; say what the folder is instead.
+    if !run_dir.join("model.bin").is_file() {
+        let problem = if crate::latest_checkpoint(run_dir).is_ok() {
+            "a `trm train` run folder (a TRM; `trm solve` and `trm eval` take it), not a `trm train-ar` run".to_string()
+        } else {
+            "no model.bin: not a `trm train-ar` run folder".to_string()
+        };
+        return Err(TrainError::checkpoint(run_dir, problem));
+    }
     let cfg = ArRunConfig::from_file(&run_dir.join("config.toml"))?;
     if cfg.model.kind != ArModelKind::ArTrm {
         return Err(TrainError::checkpoint(
@@ -341,6 +351,20 @@ eval_batch_size = 64
                 assert!(load_ar_trm::<NdArray<f32>>(&dir, &Default::default()).is_err());
             }
         }
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+
+    #[test]
+    fn a_folder_that_is_no_ar_run_says_what_it_is() {
+        let tmp = std::env::temp_dir().join(format!("trm-ar-notrun-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let err = load_ar_trm::<NdArray<f32>>(&tmp, &Default::default()).unwrap_err().to_string();
+        assert!(err.contains("no model.bin: not a `trm train-ar` run folder"), "{err}");
+        // A `trm train` run: its config.toml is no AR config (it used to fail on that TOML).
+        std::fs::write(tmp.join("config.toml"), "out_dir = \"x\"\n[data]\ndir = \"d\"\n").unwrap();
+        std::fs::create_dir_all(tmp.join("checkpoints/step-00000003")).unwrap();
+        let err = load_ar_trm::<NdArray<f32>>(&tmp, &Default::default()).unwrap_err().to_string();
+        assert!(err.contains("a `trm train` run folder (a TRM"), "{err}");
         std::fs::remove_dir_all(&tmp).ok();
     }
 
