@@ -15,7 +15,7 @@
 use ndarray::{s, Array2, ArrayView2};
 use rayon::prelude::*;
 
-use super::gemm_cpu::{gemm_into, matmul_new, Threads};
+use super::gemm_cpu::{gemm_into, matmul_long_k, matmul_new, Threads};
 use super::{fast_math, swiglu_cpu};
 use crate::bench::BoundPart;
 use crate::config::{swiglu_inner, TrmConfig};
@@ -135,7 +135,12 @@ fn time_product(p: Product) -> (f64, usize) {
             let a = if a_t { filled(k, rows, 1) } else { filled(rows, k, 1) };
             let b = if b_t { filled(n, k, 2) } else { filled(k, n, 2) };
             let (a, b) = (if a_t { a.t() } else { a.view() }, if b_t { b.t() } else { b.view() });
-            hot_loop(|| drop(std::hint::black_box(matmul_new(&a, &b, Threads::Pool))))
+            // As `linear_cpu` runs them: weight gradients through the split along k.
+            if a_t {
+                hot_loop(|| drop(std::hint::black_box(matmul_long_k(&a, &b))))
+            } else {
+                hot_loop(|| drop(std::hint::black_box(matmul_new(&a, &b, Threads::Pool))))
+            }
         }
         Product::Heads { batch, heads, s, hd, backward } => {
             // q, k, v and dO as the kernel reads them: [B, S, H·hd] rows, one head a strided

@@ -8,7 +8,8 @@
 //! faster with 2 threads; on the batch-32 shapes the two are within ±10 % of each other
 //! (docs/perf-levers.md).
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
 
 /// Threads one product may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,10 +97,54 @@ pub(crate) fn matmul_new(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>, threa
     out
 }
 
+/// At most this many partial products in [`matmul_long_k`].
+const MAX_K_PARTS: usize = 8;
+
+/// At least this much of k per part: below it a task costs more than it saves.
+const MIN_K_PER_PART: usize = 256;
+
+/// How many parts [`matmul_long_k`] cuts an [m, k]·[k, n] product into: one per
+/// 2·max(m, n) of k and at most one per [`MIN_K_PER_PART`], up to [`MAX_K_PARTS`]. It depends on the shape alone, never on the
+/// thread count, so a run gives the same bits on any pool (gemm's own threading splits only
+/// m and n, never the sum over k).
+fn k_parts(m: usize, k: usize, n: usize) -> usize {
+    (k / (2 * m.max(n)).max(1)).min(k / MIN_K_PER_PART).clamp(1, MAX_K_PARTS)
+}
+
+/// a·b into a new row-major buffer, for products whose inner dimension dwarfs the output
+/// (the weight gradients xᵀ·dy of the mlp_t mixer: [97, B·D]·[B·D, 512]). gemm threads only
+/// over the output's m and n, which for a [97, 512] output leaves the cores short of work
+/// per packed block; here k is cut into [`k_parts`] slices, each slice's product runs as a
+/// rayon task (on the pool's threads where gemm finds work for them), and the partial
+/// products are added in slice order. 1.1-1.9x on the mixer's shapes with 2 threads
+/// (docs/perf-levers.md). Outputs are the same bits on every thread count; they differ
+/// from [`matmul_new`]'s by float32 rounding of the regrouped sum.
+pub(crate) fn matmul_long_k(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Vec<f32> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    let parts = k_parts(m, k, n);
+    if parts == 1 {
+        return matmul_new(a, b, Threads::Pool);
+    }
+    let partial: Vec<Vec<f32>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            // parts <= k, so every slice holds at least one index of k.
+            let (k0, k1) = (p * k / parts, (p + 1) * k / parts);
+            matmul_new(&a.slice(s![.., k0..k1]), &b.slice(s![k0..k1, ..]), Threads::Pool)
+        })
+        .collect();
+    let mut partial = partial.into_iter();
+    let mut out = partial.next().expect("at least two parts");
+    for part in partial {
+        out.iter_mut().zip(&part).for_each(|(o, v)| *o += v);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{s, Array2, Array3};
+    use ndarray::{Array2, Array3};
 
     fn filled(rows: usize, cols: usize, seed: usize) -> Array2<f32> {
         Array2::from_shape_fn((rows, cols), |(r, c)| ((r * 131 + c * 71 + seed * 977) % 401) as f32 / 200.0 - 1.0)
@@ -160,5 +205,26 @@ mod tests {
             let out = matmul_new(&filled(370, 11, 4).view(), &filled(11, 290, 5).view(), threads);
             assert!(out.len() == 370 * 290 && out.iter().all(|v| v.is_finite()));
         }
+    }
+
+    #[test]
+    fn long_k_products_match_the_definition_and_give_the_same_bits_on_any_pool() {
+        // Unsplit (k < 2·max(m, n)), k in 4 and 2 parts that do not divide it, the mixer's
+        // [97, 4096]·[4096, 12] in 8, each with a transposed operand as grad_w passes it.
+        for (m, k, n) in [(5, 11, 7), (5, 1031, 7), (16, 701, 9), (97, 4096, 12)] {
+            let (a_t, b) = (filled(k, m, 6), filled(k, n, 7));
+            let want = naive(&a_t.t(), &b.view());
+            let on = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| matmul_long_k(&a_t.t(), &b.view()))
+            };
+            let one = on(1);
+            assert_close(&ArrayView2::from_shape((m, n), &one).unwrap(), &want);
+            for threads in [2, 3] {
+                assert_eq!(one, on(threads), "({m}, {k}, {n}) on {threads} threads");
+            }
+        }
+        assert_eq!((k_parts(5, 11, 7), k_parts(5, 1031, 7), k_parts(16, 701, 9), k_parts(97, 4096, 12)), (1, 4, 2, 8));
+        assert_eq!((k_parts(97, 8192, 512), k_parts(128, 3104, 512), k_parts(512, 1552, 1536)), (8, 3, 1));
     }
 }

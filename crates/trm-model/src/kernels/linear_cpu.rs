@@ -6,7 +6,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::gemm_cpu::{gemm_into, matmul_new, Threads};
+use super::gemm_cpu::{gemm_into, matmul_long_k, matmul_new, Threads};
 
 /// Rows (product of the leading dimensions), input width, output width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +72,10 @@ pub(crate) fn grad_x(w: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
     matmul_new(&view(dy, dims.rows, dims.d_out), &view(w, dims.d_in, dims.d_out).t(), Threads::Pool)
 }
 
-/// dW = xᵀ·dy.
+/// dW = xᵀ·dy: a sum over all rows, cut along them where there are many more rows than
+/// weights (the backward only; inference never comes here).
 pub(crate) fn grad_w(x: &[f32], dy: &[f32], dims: Dims) -> Vec<f32> {
-    matmul_new(&view(x, dims.rows, dims.d_in).t(), &view(dy, dims.rows, dims.d_out), Threads::Pool)
+    matmul_long_k(&view(x, dims.rows, dims.d_in).t(), &view(dy, dims.rows, dims.d_out))
 }
 
 /// db = column sums of dy.
