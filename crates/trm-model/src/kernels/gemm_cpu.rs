@@ -116,7 +116,7 @@ fn k_parts(m: usize, k: usize, n: usize) -> usize {
 /// over the output's m and n, which for a [97, 512] output leaves the cores short of work
 /// per packed block; here k is cut into [`k_parts`] slices, each slice's product runs as a
 /// rayon task (on the pool's threads where gemm finds work for them), and the partial
-/// products are added in slice order. 1.1-1.9x on the mixer's shapes with 2 threads
+/// products are added in slice order. 1.1-1.7x on the mixer's shapes with 2 threads
 /// (docs/perf-levers.md). Outputs are the same bits on every thread count; they differ
 /// from [`matmul_new`]'s by float32 rounding of the regrouped sum.
 pub(crate) fn matmul_long_k(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Vec<f32> {
