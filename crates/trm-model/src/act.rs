@@ -52,6 +52,18 @@ impl HostBatch {
         int_tensor(TensorData::new(self.puzzle_identifiers.clone(), [self.batch_size]), device)
     }
 
+    /// The samples `rows` of this batch, in order.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> HostBatch {
+        let l = self.seq_len;
+        HostBatch {
+            inputs: self.inputs[rows.start * l..rows.end * l].to_vec(),
+            labels: self.labels[rows.start * l..rows.end * l].to_vec(),
+            puzzle_identifiers: self.puzzle_identifiers[rows.clone()].to_vec(),
+            batch_size: rows.len(),
+            seq_len: l,
+        }
+    }
+
     /// Copies row `src_row` of `src` into row `row`.
     fn copy_row(&mut self, row: usize, src: &HostBatch, src_row: usize) {
         let l = self.seq_len;

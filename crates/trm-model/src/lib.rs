@@ -45,6 +45,7 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod parity;
+pub mod train_step;
 
 pub use act::{ActCarry, HaltingRule, HostBatch};
 pub use checkpoint::load_model;
@@ -52,4 +53,5 @@ pub use config::{PosEncoding, TrmConfig};
 pub use error::ModelError;
 pub use inference::{trm_inference, InferenceOptions, InferenceOutput};
 pub use loss::{act_loss, ActLoss, LossType};
-pub use model::{supervision_step_train, Carry, HeadOutput, StepOutput, Trm};
+pub use model::{one_step_train, supervision_step_train, Carry, HeadOutput, StepOutput, Trm};
+pub use train_step::{supervision_step_gradients, GradientScope, LossOptions, StepGradients};

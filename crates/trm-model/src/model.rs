@@ -31,6 +31,20 @@ impl<B: Backend> Carry<B> {
     pub fn select(self, index: Tensor<B, 1, Int>) -> Self {
         Self { y: self.y.select(0, index.clone()), z: self.z.select(0, index) }
     }
+
+    /// The samples `rows`, in order (a view where the backend has them).
+    pub fn narrow(&self, rows: std::ops::Range<usize>) -> Self {
+        Self {
+            y: self.y.clone().narrow(0, rows.start, rows.len()),
+            z: self.z.clone().narrow(0, rows.start, rows.len()),
+        }
+    }
+
+    /// The carries of consecutive groups of samples as one, in order.
+    pub fn cat(parts: Vec<Self>) -> Self {
+        let (y, z) = parts.into_iter().map(|c| (c.y, c.z)).unzip();
+        Self { y: Tensor::cat(y, 0), z: Tensor::cat(z, 0) }
+    }
 }
 
 /// What the heads read off y after a supervision step.
@@ -218,8 +232,19 @@ impl<B: Backend> Trm<B> {
         (y, z)
     }
 
-    /// `cycles` latent cycles on this backend.
+    /// `cycles` latent cycles on this backend. On the CPU backend without autodiff
+    /// (inference, the no-grad cycles of training) the batch is split across the threads,
+    /// each running whole network calls on its samples; the results are the same bits.
     pub fn deep_recursion(&self, x: &Tensor<B, 3>, carry: Carry<B>, cycles: usize) -> Carry<B> {
+        #[cfg(feature = "cpu-kernels")]
+        if let Some(out) = crate::kernels::split_deep_recursion(self, x, &carry, cycles) {
+            return out;
+        }
+        self.deep_recursion_whole(x, carry, cycles)
+    }
+
+    /// [`Trm::deep_recursion`] on the whole batch at once.
+    pub(crate) fn deep_recursion_whole(&self, x: &Tensor<B, 3>, carry: Carry<B>, cycles: usize) -> Carry<B> {
         let (mut y, mut z) = (carry.y, carry.z);
         for _ in 0..cycles {
             (y, z) = self.latent_recursion(x, y, z);
@@ -264,6 +289,27 @@ pub fn supervision_step_train<B: AutodiffBackend>(
     let (y, z) = model.latent_recursion(&x, Tensor::from_inner(carry.y), Tensor::from_inner(carry.z));
     let new_carry = Carry { y: y.clone().inner(), z: z.inner() };
     StepOutput { heads: model.heads(y), carry: new_carry }
+}
+
+/// HRM's 1-step gradient (for the ablation): everything but the last z update and the y
+/// update runs without gradients.
+pub fn one_step_train<B: AutodiffBackend>(
+    model: &Trm<B>,
+    inner: &Trm<B::InnerBackend>,
+    x: Tensor<B, 3>,
+    carry: Carry<B::InnerBackend>,
+) -> StepOutput<B, B::InnerBackend> {
+    let cfg = model.config();
+    let x_inner = x.clone().inner();
+    let c = inner.deep_recursion(&x_inner, carry, cfg.t_cycles - 1);
+    let (y, mut z) = (c.y, c.z);
+    for _ in 1..cfg.n_cycles {
+        z = inner.net.forward(z, y.clone() + x_inner.clone(), inner.rope());
+    }
+    let y = Tensor::<B, 3>::from_inner(y);
+    let z = model.net.forward(Tensor::from_inner(z), y.clone() + x, model.rope());
+    let y = model.net.forward(y, z.clone(), model.rope());
+    StepOutput { heads: model.heads(y.clone()), carry: Carry { y: y.inner(), z: z.inner() } }
 }
 
 #[cfg(test)]

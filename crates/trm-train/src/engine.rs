@@ -5,16 +5,15 @@
 use std::sync::Arc;
 
 use burn::module::AutodiffModule;
-use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use trm_data::{Batch, PuzzleDataset, SamplerConfig, TrainSampler};
-use trm_model::act::q_continue_target;
 use trm_model::{
-    act_loss, supervision_step_train, ActCarry, Carry, HaltingRule, HostBatch, StepOutput, Trm, TrmConfig,
+    supervision_step_gradients, ActCarry, Carry, GradientScope, HaltingRule, HostBatch, LossOptions, StepGradients,
+    Trm, TrmConfig,
 };
 
 use crate::config::{ActMode, GradMode, TrainConfig};
@@ -48,18 +47,6 @@ pub struct StepMetrics {
     pub steps: f64,
 }
 
-/// Host-side results of one supervision step.
-struct StepHost {
-    loss: f64,
-    lm_loss: f64,
-    q_halt_loss: f64,
-    q_halt: Vec<f32>,
-    q_continue: Vec<f32>,
-    valid: Vec<i64>,
-    correct: Vec<i64>,
-    seq_correct: Vec<bool>,
-}
-
 fn to_host_batch(b: &Batch) -> HostBatch {
     HostBatch {
         inputs: b.inputs.clone(),
@@ -68,20 +55,6 @@ fn to_host_batch(b: &Batch) -> HostBatch {
         batch_size: b.batch_size,
         seq_len: b.seq_len,
     }
-}
-
-fn f32s<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("float data")
-}
-
-/// A bool tensor's values, read through an int cast: backends store bools differently
-/// (ndarray as `bool`, the cubecl backends as `u32`), and `TensorData` converts numbers only.
-fn bools<B: burn::tensor::backend::Backend>(t: Tensor<B, 1, burn::tensor::Bool>) -> Vec<bool> {
-    t.int().into_data().convert::<i64>().to_vec::<i64>().expect("int data").into_iter().map(|v| v != 0).collect()
-}
-
-fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
-    f32s(t)[0] as f64
 }
 
 /// TRM's training state: raw model (with the live puzzle table), EMA shadow, optimizer,
@@ -182,11 +155,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         carry.refill(&inner, fresh);
         let n_sup = self.model_cfg.n_sup;
         let is_last: Vec<bool> = carry.steps.iter().map(|s| s + 1 >= n_sup).collect();
-        let (h, new_state) = self.optimize(&inner, &carry.data, carry.state.clone(), Some(&is_last))?;
+        let h = self.optimize(&inner, &carry.data, carry.state.clone(), Some(&is_last))?;
         let rule = HaltingRule::from_config(&self.model_cfg);
         let halted = rule.update(&mut carry.steps, &h.q_halt, &h.q_continue, true, &mut self.rng);
         let mut m = self.metrics(&h, &halted, &carry.steps);
-        carry.state = new_state;
+        carry.state = h.carry;
         carry.halted = halted;
         self.carry = Some(carry);
         m.step = self.step;
@@ -202,8 +175,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             let inner = self.model.valid();
             let is_last = vec![k + 1 >= self.model_cfg.n_sup; data.batch_size];
-            let (h, new_state) = self.optimize(&inner, data, state, Some(&is_last))?;
-            state = new_state;
+            let h = self.optimize(&inner, data, state, Some(&is_last))?;
             let all = vec![true; data.batch_size];
             let mut m = self.metrics(&h, &all, &vec![k + 1; data.batch_size]);
             m.step = self.step;
@@ -211,66 +183,39 @@ impl<B: AutodiffBackend> Trainer<B> {
             if h.q_halt.iter().all(|&q| q > 0.0) {
                 break;
             }
+            state = h.carry;
         }
         Ok(out)
     }
 
     /// One supervision step with gradients on `data` from `state`, then the updates of both
-    /// optimizers and the EMA. Returns the host results and the new (detached) carry.
+    /// optimizers and the EMA. Returns the step's results (its gradients used up) and the new
+    /// (detached) carry in it.
     fn optimize(
         &mut self,
         inner: &Trm<B::InnerBackend>,
         data: &HostBatch,
         state: Carry<B::InnerBackend>,
         is_last: Option<&[bool]>,
-    ) -> Result<(StepHost, Carry<B::InnerBackend>), TrainError> {
-        let device = self.device.clone();
-        let inputs: Tensor<B, 2, Int> = data.inputs_tensor(&device);
-        let labels: Tensor<B, 2, Int> = data.labels_tensor(&device);
-        let ids_inner: Tensor<B::InnerBackend, 1, Int> = data.puzzle_ids_tensor(&device);
-        let rows = inner.puzzle_rows(ids_inner).map(|r| Tensor::<B, 2>::from_inner(r).require_grad());
-        let x = self.model.input_embeddings(inputs, rows.clone());
-        let x_inner = x.clone().inner();
-        let out = match self.cfg.train.grad {
-            GradMode::Full => supervision_step_train(&self.model, inner, x, state),
-            GradMode::OneStep => one_step_train(&self.model, inner, x, state),
-        };
-        let target = match (self.model_cfg.no_act_continue, is_last) {
-            (false, Some(last)) => {
-                let t = q_continue_target(inner, &x_inner, out.carry.clone(), last);
-                Some(Tensor::<B, 1>::from_inner(t))
-            }
-            _ => None,
-        };
-        let loss = act_loss(&out.heads, labels, self.cfg.train.loss, target);
-        let gbs = self.cfg.train.global_batch_size as f64;
-        let scaled = loss.total.clone().div_scalar(gbs);
-        let value = scalar(scaled.clone().inner());
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite { step: self.step + 1, value });
-        }
-        let host = StepHost {
-            loss: value,
-            lm_loss: scalar(loss.lm_loss.clone().inner()) / gbs,
-            q_halt_loss: scalar(loss.q_halt_loss.clone().inner()) / gbs,
-            q_halt: f32s(out.heads.q_halt.clone().inner()),
-            q_continue: f32s(out.heads.q_continue.clone().inner()),
-            valid: loss.correctness.valid_tokens.clone().into_data().convert::<i64>().to_vec().expect("int data"),
-            correct: loss.correctness.correct_tokens.clone().into_data().convert::<i64>().to_vec().expect("int data"),
-            seq_correct: bools(loss.correctness.seq_is_correct.clone()),
-        };
-        let grads = scaled.backward();
-        let row_grads = rows.and_then(|r| r.grad(&grads));
-        let params = GradientsParams::from_grads(grads, &self.model);
-        self.step += 1;
+    ) -> Result<StepGradients<B>, TrainError> {
         let t = &self.cfg.train;
+        let scope = match t.grad {
+            GradMode::Full => GradientScope::LastCycle,
+            GradMode::OneStep => GradientScope::OneStep,
+        };
+        let options = LossOptions { loss_type: t.loss, scale: t.global_batch_size as f64, scope };
+        let mut g = supervision_step_gradients(&self.model, inner, data, state, is_last, options);
+        if !g.loss.is_finite() {
+            return Err(TrainError::NonFinite { step: self.step + 1, value: g.loss });
+        }
+        self.step += 1;
         let factor = lr_factor(self.step, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio);
-        let mut model = self.opt.step(t.lr * factor, self.model.clone(), params);
-        if let (Some(table), Some(g)) = (model.puzzle_emb.take(), row_grads) {
+        let mut model = self.opt.step(t.lr * factor, self.model.clone(), std::mem::take(&mut g.params));
+        if let (Some(table), Some(rows)) = (model.puzzle_emb.take(), g.puzzle_rows.take()) {
             let updated = sign_sgd_rows(
                 table.inner(),
                 &data.puzzle_identifiers,
-                g,
+                rows,
                 t.puzzle_emb_lr * factor,
                 t.puzzle_emb_weight_decay,
             );
@@ -281,10 +226,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             self.ema = Some(ema_update(ema, &self.model.valid(), t.ema_rate));
         }
         self.last_lr = t.lr * factor;
-        Ok((host, out.carry))
+        Ok(g)
     }
 
-    fn metrics(&self, h: &StepHost, counted: &[bool], steps: &[usize]) -> StepMetrics {
+    fn metrics(&self, h: &StepGradients<B>, counted: &[bool], steps: &[usize]) -> StepMetrics {
         let mut m = StepMetrics {
             lr: self.last_lr,
             loss: h.loss,
@@ -293,11 +238,11 @@ impl<B: AutodiffBackend> Trainer<B> {
             ..Default::default()
         };
         for i in 0..counted.len() {
-            if !counted[i] || h.valid[i] == 0 {
+            if !counted[i] || h.valid_tokens[i] == 0 {
                 continue;
             }
             m.count += 1;
-            m.accuracy += h.correct[i] as f64 / h.valid[i] as f64;
+            m.accuracy += h.correct_tokens[i] as f64 / h.valid_tokens[i] as f64;
             m.exact_accuracy += h.seq_correct[i] as u8 as f64;
             m.q_halt_accuracy += ((h.q_halt[i] >= 0.0) == h.seq_correct[i]) as u8 as f64;
             m.steps += steps[i] as f64;
@@ -313,75 +258,5 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 }
 
-/// HRM's 1-step gradient (for the ablation): everything but the last z update and the y
-/// update runs without gradients.
-pub fn one_step_train<B: AutodiffBackend>(
-    model: &Trm<B>,
-    inner: &Trm<B::InnerBackend>,
-    x: Tensor<B, 3>,
-    carry: Carry<B::InnerBackend>,
-) -> StepOutput<B, B::InnerBackend> {
-    let cfg = model.config();
-    let x_inner = x.clone().inner();
-    let c = inner.deep_recursion(&x_inner, carry, cfg.t_cycles - 1);
-    let (y, mut z) = (c.y, c.z);
-    for _ in 1..cfg.n_cycles {
-        z = inner.net.forward(z, y.clone() + x_inner.clone(), inner.rope());
-    }
-    let y = Tensor::<B, 3>::from_inner(y);
-    let z = model.net.forward(Tensor::from_inner(z), y.clone() + x, model.rope());
-    let y = model.net.forward(y, z.clone(), model.rope());
-    StepOutput { heads: model.heads(y.clone()), carry: Carry { y: y.inner(), z: z.inner() } }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::backend::{Autodiff, NdArray};
-    use trm_model::TrmConfig;
-
-    type B = Autodiff<NdArray<f32>>;
-
-    #[test]
-    fn bools_reads_a_bool_tensor() {
-        let t = Tensor::<NdArray<f32>, 1>::from_floats([1.0, -2.0, 3.0, 0.0], &Default::default());
-        assert_eq!(bools(t.greater_elem(0.5)), vec![true, false, true, false]);
-    }
-
-    /// Gradient of sum(logits) w.r.t. the last block's down projection, for one step.
-    fn grad_of(t: usize, n: usize, one_step: bool) -> Vec<f32> {
-        let mut c = TrmConfig::sudoku_att();
-        (c.hidden_size, c.num_heads, c.seq_len, c.vocab_size, c.puzzle_emb_ndim, c.puzzle_emb_len) =
-            (16, 2, 5, 4, 0, 0);
-        (c.t_cycles, c.n_cycles) = (t, n);
-        let device = Default::default();
-        let model = c.init_seeded::<B>(&device, 5);
-        let inner = model.valid();
-        // The same input for every call (a random tensor would differ between calls).
-        let data: Vec<f32> = (0..2 * 5 * 16).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-        let x = Tensor::<B, 3>::from_data(burn::tensor::TensorData::new(data, [2, 5, 16]), &device);
-        let carry = inner.initial_carry(2);
-        let out = if one_step {
-            one_step_train(&model, &inner, x, carry)
-        } else {
-            supervision_step_train(&model, &inner, x, carry)
-        };
-        let grads = out.heads.logits.sum().backward();
-        let w = &model.net.blocks[1].mlp.down.weight;
-        w.grad(&grads).expect("a gradient").into_data().to_vec().unwrap()
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-    }
-
-    /// With RoPE: at T = 1, n = 1 the 1-step gradient is the full gradient (the whole step
-    /// is the last z and y update); at T = 2, n = 2 it must differ.
-    #[test]
-    fn one_step_gradient_with_rope_equals_full_only_when_nothing_is_cut() {
-        let (full, one) = (grad_of(1, 1, false), grad_of(1, 1, true));
-        assert!(max_diff(&full, &one) < 1e-6, "T=1 n=1: {}", max_diff(&full, &one));
-        let (full, one) = (grad_of(2, 2, false), grad_of(2, 2, true));
-        assert!(max_diff(&full, &one) > 1e-4, "T=2 n=2 should differ: {}", max_diff(&full, &one));
-    }
-}
+/// HRM's 1-step gradient (for the ablation); it lives in `trm_model` beside the full one.
+pub use trm_model::one_step_train;

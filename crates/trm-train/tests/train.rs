@@ -60,6 +60,37 @@ fn resume_reproduces_the_uninterrupted_loss_curve() {
     assert_eq!(trm_train::list_checkpoints(&split.out_dir).len(), 2);
 }
 
+/// The thread count does not change a run: at batch 32 the CPU step splits the batch into
+/// two shares (one per thread on 2 threads, kernels split by rayon on 3, one after the
+/// other on 1), and the loss curve and final weights are the same bits on each.
+#[test]
+fn the_thread_count_does_not_change_a_run() {
+    let mut runs = Vec::new();
+    for threads in [1, 2, 3] {
+        let mut cfg = config(&format!("threads-{threads}"), "");
+        cfg.train.global_batch_size = 32;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let out = pool
+            .install(|| {
+                train::<B>(cfg.clone(), &RunOptions::default(), Default::default(), &trm_data::NoProgress, &mut Silent)
+            })
+            .unwrap();
+        assert_eq!(out.steps, 6);
+        let weights =
+            trm_model::checkpoint::read_tensors(&out.last_checkpoint.unwrap().join("model.safetensors")).unwrap();
+        runs.push((threads, losses(&cfg.out_dir), weights));
+    }
+    let (_, want_losses, want_weights) = &runs[0];
+    assert!(want_losses.iter().all(|(_, l)| l.is_finite() && *l > 0.0));
+    for (threads, l, w) in &runs[1..] {
+        assert_eq!(l, want_losses, "{threads} threads: loss curve");
+        assert_eq!(w.len(), want_weights.len());
+        for (k, v) in w {
+            assert_eq!(v, &want_weights[k], "{threads} threads: tensor {k}");
+        }
+    }
+}
+
 /// A budget edited before a resume is the one the run keeps (it used to keep the
 /// checkpoint's silently); one below the checkpoint's step is an error.
 #[test]

@@ -23,17 +23,19 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::act::HostBatch;
 use crate::config::{swiglu_inner, TrmConfig};
 use crate::inference::{trm_inference, InferenceOptions};
-use crate::loss::{act_loss, LossType};
-use crate::model::{supervision_step_train, Trm};
+use crate::loss::LossType;
+use crate::model::Trm;
+use crate::train_step::{supervision_step_gradients, GradientScope, LossOptions};
 
 mod memory;
 use memory::{mib, phase_start, DevicePeak};
@@ -273,14 +275,19 @@ pub fn synthetic_batch<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 1, Int>) {
+    let host = synthetic_host_batch(cfg, batch);
+    (host.inputs_tensor(device), host.labels_tensor(device), host.puzzle_ids_tensor(device))
+}
+
+/// [`synthetic_batch`] on the host: random tokens in 1..V and labels, puzzle id 0.
+pub fn synthetic_host_batch(cfg: &TrmConfig, batch: usize) -> HostBatch {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let n = batch * cfg.seq_len;
-    let v = cfg.vocab_size.max(2) as i64;
-    let mut draw = || TensorData::new((0..n).map(|_| rng.gen_range(1..v)).collect::<Vec<i64>>(), [batch, cfg.seq_len]);
-    let inputs = Tensor::from_data(draw(), device);
-    let labels = Tensor::from_data(draw(), device);
-    let ids = Tensor::from_data(TensorData::new(vec![0i64; batch], [batch]), device);
-    (inputs, labels, ids)
+    let v = cfg.vocab_size.max(2) as i32;
+    let mut draw = || (0..n).map(|_| rng.gen_range(1..v)).collect::<Vec<i32>>();
+    let inputs = draw();
+    let labels = draw();
+    HostBatch { inputs, labels, puzzle_identifiers: vec![0; batch], batch_size: batch, seq_len: cfg.seq_len }
 }
 
 /// Times `[n, k] x [k, m]` matrix products on the inner backend, through the GEMM the model's
@@ -318,25 +325,26 @@ pub fn bench_matmul<B: Backend>(
     r
 }
 
-/// Times one training supervision step: input embedding, T-1 no-grad cycles, one cycle with
-/// autodiff, heads, the ACT loss, backward, and an AdamW step (burn's; the official trainer
-/// uses AdamATan2, which costs the same elementwise work).
+/// Times one training supervision step as the trainer runs it
+/// ([`crate::supervision_step_gradients`]: input embedding, T-1 no-grad cycles, one cycle
+/// with autodiff, heads, the ACT loss, backward; on the CPU backend with the batch split
+/// across the threads) and an AdamW step (burn's; the official trainer uses AdamATan2, which
+/// costs the same elementwise work).
 pub fn bench_train_step<B: AutodiffBackend>(spec: &BenchSpec, batch: usize, device: &B::Device) -> BenchResult {
     let base_rss = phase_start();
     let mut device_peak = DevicePeak::start::<B>(spec.device_memory.as_ref(), device);
     let cfg = &spec.config;
     let mut model: Trm<B> = cfg.init(device);
     let mut optim = AdamWConfig::new().with_beta_2(0.95).with_weight_decay(0.1).init::<B, Trm<B>>();
-    let (inputs, labels, ids) = synthetic_batch::<B>(cfg, batch, device);
+    let data = synthetic_host_batch(cfg, batch);
     let mut carry = Some(model.valid().initial_carry(batch));
+    let options =
+        LossOptions { loss_type: LossType::StablemaxCrossEntropy, scale: 1.0, scope: GradientScope::LastCycle };
     let step = || {
         let inner = model.valid();
-        let x = model.input_embeddings(inputs.clone(), model.puzzle_rows(ids.clone()));
-        let out = supervision_step_train(&model, &inner, x, carry.take().expect("carry"));
-        let loss = act_loss(&out.heads, labels.clone(), LossType::StablemaxCrossEntropy, None);
-        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
-        carry = Some(out.carry);
+        let g = supervision_step_gradients(&model, &inner, &data, carry.take().expect("carry"), None, options);
+        model = optim.step(1e-4, model.clone(), g.params);
+        carry = Some(g.carry);
         sync::<B>(device);
     };
     device_peak.sample();

@@ -14,7 +14,7 @@ use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 use rayon::prelude::*;
 
 use super::gemm_cpu::{gemm_into, Threads};
-use super::{buffers, fast_math};
+use super::{buffers, fast_math, pool};
 
 /// Shape of q, k, v and the output: [b, s, h, d].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ fn rope_item_transposed(g: &mut [f32], dims: Dims, rope: RopeTables<'_>) {
 fn rotated(x: &[f32], dims: Dims, rope: Option<RopeTables<'_>>) -> Vec<f32> {
     let mut out = buffers::copied(x);
     if let Some(rope) = rope {
-        out.par_chunks_mut(dims.item()).for_each(|item| rope_item(item, dims, rope));
+        out.par_chunks_mut(dims.item()).with_min_len(pool::min_len(1)).for_each(|item| rope_item(item, dims, rope));
     }
     out
 }
@@ -128,7 +128,7 @@ pub(crate) fn forward(
     fn item(x: &[f32], b: usize, dims: Dims) -> ArrayView3<'_, f32> {
         item_view(&x[b * dims.item()..(b + 1) * dims.item()], dims)
     }
-    if dims.b < rayon::current_num_threads() {
+    if dims.b < pool::threads() {
         // Fewer items than threads (batch 1): one task per (item, head), each into its own
         // [s, hd] block, scattered into the [s, h, hd] layout afterwards; one task per item
         // would leave the other threads idle for the whole attention.
@@ -155,8 +155,11 @@ pub(crate) fn forward(
             }
         }
     } else {
-        out.par_chunks_mut(dims.item()).zip(lse.par_chunks_mut(dims.h * dims.s)).enumerate().for_each(
-            |(b, (out, lse))| {
+        out.par_chunks_mut(dims.item())
+            .zip(lse.par_chunks_mut(dims.h * dims.s))
+            .with_min_len(pool::min_len(1))
+            .enumerate()
+            .for_each(|(b, (out, lse))| {
                 let (qi, ki, vi) = (item(&q_rot, b, dims), item(&k_rot, b, dims), item(v, b, dims));
                 let mut out = item_view_mut(out, dims);
                 let (mut p, mut sums) = (Array2::<f32>::zeros((dims.s, dims.s)), vec![0.0f32; dims.s]);
@@ -165,8 +168,7 @@ pub(crate) fn forward(
                     let mut out_h = out.slice_mut(s![.., h, ..]);
                     head_forward(qkv, scale, &mut p, &mut sums, &mut out_h, save.then_some(lse_h));
                 }
-            },
-        );
+            });
     }
     let saved = save.then_some(Saved { q_rot, k_rot, lse });
     (out, saved)
@@ -265,6 +267,7 @@ pub(crate) fn backward(
     dq.par_chunks_mut(dims.item())
         .zip(dk.par_chunks_mut(dims.item()))
         .zip(dv.par_chunks_mut(dims.item()))
+        .with_min_len(pool::min_len(1))
         .enumerate()
         .for_each(|(b, ((dq, dk), dv))| {
             let range = b * dims.item()..(b + 1) * dims.item();

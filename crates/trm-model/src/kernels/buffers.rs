@@ -7,13 +7,15 @@
 
 use rayon::prelude::*;
 
+use super::pool;
+
 /// Below this many elements (256 KiB) a buffer is written on the calling thread: splitting
 /// costs more than it saves.
 const PARALLEL_FROM: usize = 1 << 16;
 
 /// `n` zeros.
 pub(crate) fn zeroed(n: usize) -> Vec<f32> {
-    if n < PARALLEL_FROM {
+    if n < PARALLEL_FROM || pool::is_serial() {
         return vec![0.0; n];
     }
     let mut out = Vec::with_capacity(n);
@@ -23,7 +25,7 @@ pub(crate) fn zeroed(n: usize) -> Vec<f32> {
 
 /// A copy of `x`.
 pub(crate) fn copied(x: &[f32]) -> Vec<f32> {
-    if x.len() < PARALLEL_FROM {
+    if x.len() < PARALLEL_FROM || pool::is_serial() {
         return x.to_vec();
     }
     let mut out = Vec::with_capacity(x.len());

@@ -32,7 +32,7 @@ pub(crate) fn forward(q: ArrayView4<'_, f32>, k: ArrayView4<'_, f32>, v: ArrayVi
     if out.is_empty() {
         return out;
     }
-    out.par_chunks_mut(sq * d).enumerate().for_each_init(
+    out.par_chunks_mut(sq * d).with_min_len(super::pool::min_len(1)).enumerate().for_each_init(
         || (vec![0.0f32; skv], vec![0.0f32; d]),
         |(scores, q_row), (bh, out)| {
             let (bi, hi) = (bh / h, bh % h);

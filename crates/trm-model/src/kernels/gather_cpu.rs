@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::buffers;
+use super::{buffers, pool};
 
 /// Side of the square tiles of [`transposed_last_two`]: 16 source cache lines (one per
 /// output column) are read 16 floats at a time while the 16 output rows stay in L1.
@@ -63,7 +63,7 @@ fn transposed_last_two(memory: &[f32], shape: &[usize], strides: &[usize]) -> Op
     }
     let mut out = buffers::zeroed(len);
     let min_tiles = (TASK_ELEMENTS / (TILE * cols)).max(1);
-    out.par_chunks_mut(TILE * cols).with_min_len(min_tiles).enumerate().for_each(band);
+    out.par_chunks_mut(TILE * cols).with_min_len(pool::min_len(min_tiles)).enumerate().for_each(band);
     Some(out)
 }
 

@@ -11,6 +11,8 @@
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
+use super::pool;
+
 /// Threads one product may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Threads {
@@ -25,6 +27,7 @@ impl Threads {
     fn parallelism(self) -> gemm::Parallelism {
         match self {
             Threads::One => gemm::Parallelism::None,
+            Threads::Pool if pool::is_serial() => gemm::Parallelism::None,
             // 0 = rayon::current_num_threads().
             Threads::Pool => gemm::Parallelism::Rayon(0),
         }
@@ -127,6 +130,7 @@ pub(crate) fn matmul_long_k(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) ->
     }
     let partial: Vec<Vec<f32>> = (0..parts)
         .into_par_iter()
+        .with_min_len(pool::min_len(1))
         .map(|p| {
             // parts <= k, so every slice holds at least one index of k.
             let (k0, k1) = (p * k / parts, (p + 1) * k / parts);

@@ -11,6 +11,8 @@
 #[cfg(feature = "cpu-kernels")]
 mod attention_cpu;
 #[cfg(feature = "cpu-kernels")]
+mod batch_split_cpu;
+#[cfg(feature = "cpu-kernels")]
 mod bound_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod buffers;
@@ -27,12 +29,20 @@ mod linear_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod ndarray_glue;
 #[cfg(feature = "cpu-kernels")]
+mod pool;
+#[cfg(feature = "cpu-kernels")]
 mod rms_norm_cpu;
+#[cfg(feature = "cpu-kernels")]
+mod split_train_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod swiglu_cpu;
 
 #[cfg(feature = "cpu-kernels")]
+pub(crate) use batch_split_cpu::deep_recursion as split_deep_recursion;
+#[cfg(feature = "cpu-kernels")]
 pub(crate) use bound_cpu::{time_bound, Calls};
+#[cfg(feature = "cpu-kernels")]
+pub(crate) use split_train_cpu::step_gradients as split_step_gradients;
 
 /// The SIMD width the CPU kernels' elementwise loops run at on this machine, picked at run
 /// time (`AVX-512`, `AVX2+FMA` or `baseline`); `None` without the `cpu-kernels` feature.

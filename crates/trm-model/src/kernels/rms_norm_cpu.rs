@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{buffers, fast_math};
+use super::{buffers, fast_math, pool};
 
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 64;
@@ -14,8 +14,11 @@ const ROWS_PER_TASK: usize = 64;
 pub(crate) fn forward(x: &[f32], residual: Option<&[f32]>, d: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
     let rows = x.len() / d;
     let (mut y, mut inv) = (buffers::zeroed(x.len()), vec![0.0f32; rows]);
-    y.par_chunks_mut(d * ROWS_PER_TASK).zip(inv.par_chunks_mut(ROWS_PER_TASK)).enumerate().for_each(
-        |(task, (y, inv))| {
+    y.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(inv.par_chunks_mut(ROWS_PER_TASK))
+        .with_min_len(pool::min_len(1))
+        .enumerate()
+        .for_each(|(task, (y, inv))| {
             let start = task * d * ROWS_PER_TASK;
             let x = &x[start..start + y.len()];
             let residual = residual.map(|r| &r[start..start + y.len()]);
@@ -28,8 +31,7 @@ pub(crate) fn forward(x: &[f32], residual: Option<&[f32]>, d: usize, eps: f32) -
                     }
                 },
             )
-        },
-    );
+        });
     (y, inv)
 }
 
@@ -56,6 +58,7 @@ pub(crate) fn backward(y: &[f32], inv: &[f32], dy: &[f32], d: usize) -> Vec<f32>
     dx.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(inv.par_chunks(ROWS_PER_TASK))
         .zip(y.par_chunks(d * ROWS_PER_TASK).zip(dy.par_chunks(d * ROWS_PER_TASK)))
+        .with_min_len(pool::min_len(1))
         .for_each(|((dx, inv), (y, dy))| {
             fast_math::widest_simd(
                 #[inline(always)]

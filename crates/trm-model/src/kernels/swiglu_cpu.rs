@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::gemm_cpu::{matmul_new, Threads};
 use super::linear_cpu::view;
-use super::{buffers, fast_math, rms_norm_cpu};
+use super::{buffers, fast_math, pool, rms_norm_cpu};
 
 /// Elements per rayon task: large enough to amortise the split, small enough for 2+ tasks.
 const CHUNK: usize = 1 << 14;
@@ -23,6 +23,7 @@ pub(crate) fn forward(g: &[f32], u: &[f32]) -> Vec<f32> {
     out.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(u.par_chunks(CHUNK))
+        .with_min_len(pool::min_len(1))
         .for_each(|((out, g), u)| forward_into(out, g, u));
     out
 }
@@ -65,23 +66,25 @@ pub(crate) fn swiglu_add_rms_norm(
     eps: f32,
 ) -> Vec<f32> {
     let rows = h.len() / d;
-    let per_task = rows_per_task(rows, d, inner, rayon::current_num_threads());
+    let per_task = rows_per_task(rows, d, inner, pool::threads());
     let mut out = buffers::zeroed(h.len());
-    out.par_chunks_mut(per_task * d).zip(h.par_chunks(per_task * d)).for_each(|(out, h)| {
-        let r = h.len() / d;
-        let mut a = matmul_new(&view(h, r, d), &view(w_gate, d, inner), Threads::One);
-        let u = matmul_new(&view(h, r, d), &view(w_up, d, inner), Threads::One);
-        in_place(&mut a, &u);
-        let m = matmul_new(&view(&a, r, inner), &view(w_down, inner, d), Threads::One);
-        fast_math::widest_simd(
-            #[inline(always)]
-            || {
-                for ((y, h), m) in out.chunks_exact_mut(d).zip(h.chunks_exact(d)).zip(m.chunks_exact(d)) {
-                    rms_norm_cpu::normalize_row(y, h, Some(m), eps);
-                }
-            },
-        );
-    });
+    out.par_chunks_mut(per_task * d).zip(h.par_chunks(per_task * d)).with_min_len(pool::min_len(1)).for_each(
+        |(out, h)| {
+            let r = h.len() / d;
+            let mut a = matmul_new(&view(h, r, d), &view(w_gate, d, inner), Threads::One);
+            let u = matmul_new(&view(h, r, d), &view(w_up, d, inner), Threads::One);
+            in_place(&mut a, &u);
+            let m = matmul_new(&view(&a, r, inner), &view(w_down, inner, d), Threads::One);
+            fast_math::widest_simd(
+                #[inline(always)]
+                || {
+                    for ((y, h), m) in out.chunks_exact_mut(d).zip(h.chunks_exact(d)).zip(m.chunks_exact(d)) {
+                        rms_norm_cpu::normalize_row(y, h, Some(m), eps);
+                    }
+                },
+            );
+        },
+    );
     out
 }
 
@@ -113,6 +116,7 @@ pub(crate) fn backward(g: &[f32], u: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)).zip(dout.par_chunks(CHUNK)))
+        .with_min_len(pool::min_len(1))
         .for_each(|((dg, du), ((g, u), dout))| {
             fast_math::widest_simd(
                 #[inline(always)]

@@ -126,7 +126,7 @@ pub(super) fn swiglu_add_rms_norm<B: Backend, const D: usize>(
     let rows = shape.iter().product::<usize>() / d.max(1);
     // When each thread's share is a handful of rows (AR decoding), the linear kernel's
     // row-streaming path beats the per-task GEMMs of the fused one.
-    let few_rows = rows <= linear_cpu::FEW_ROWS * rayon::current_num_threads();
+    let few_rows = rows <= linear_cpu::FEW_ROWS * super::pool::threads();
     if TypeId::of::<B>() != TypeId::of::<Nd>()
         || d == 0
         || few_rows
