@@ -10,14 +10,16 @@
 //! Peak RSS barely moves (+3 and +11 MiB for those inference runs): the memory kept is
 //! memory the process already used, reused rather than returned.
 //!
-//! Threads other than `main` get arenas of their own (built from mmapped 64 MiB heaps).
-//! Once the `trm` binary ran its commands on a rayon worker (`run_on_compute_pool`), the
-//! faults came back: `trm bench`'s faults column read 12K per D=128 training step (940
-//! before), 4.7K per matmul (one per page of its output) and 56K per D=512 inference batch.
-//! With every thread on the main arena they are gone again. A unit test of the allocation
-//! pattern alone did not reproduce it, so that column is what watches it. The kernels
-//! allocate a few large buffers per call, not many small ones, so sharing one arena's lock
-//! costs nothing measurable.
+//! Threads other than `main` get arenas of their own, built from mmapped 64 MiB heaps. glibc
+//! trims those differently: a heap left entirely free is unmapped whatever the trim
+//! threshold, unless the top pad is at least a heap's size. Once the `trm` binary ran its
+//! commands on a rayon worker (`run_on_compute_pool`), that showed as 12K page faults per
+//! D=128 training step (940 before) in `trm bench`'s faults column. Putting every thread on
+//! the main arena (`M_ARENA_MAX` = 1) removed them, until the batch splits had each thread
+//! run a whole network: then the threads queued on that arena's lock (`perf`: futex waits
+//! under `malloc` and `free`), and per-thread arenas made a D=128 training step 4 % and
+//! inference 6 % faster even with the faults back. With the top pad at 64 MiB the
+//! worker arenas keep their heaps and the faults stay gone (docs/perf-levers.md).
 
 /// mmap threshold: allocations below it come from the heap and are reused. 32 MiB is
 /// glibc's largest accepted value on 64-bit targets (`HEAP_MAX_SIZE / 2`); setting it also
@@ -28,15 +30,18 @@ const MMAP_THRESHOLD: i32 = 32 << 20;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 1 << 30;
 
-/// Arenas: one, the main arena, for every thread (see the module docs).
+/// Free memory kept at the top of a heap: glibc's `heap_trim` unmaps a worker arena's heap
+/// that is entirely free only when the top pad is below the heap size (64 MiB, `HEAP_MAX_SIZE`
+/// on 64-bit targets), so at that size the worker arenas keep their heaps. It only reserves
+/// address space: untouched pages are not resident.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const ARENA_MAX: i32 = 1;
+const TOP_PAD: i32 = 64 << 20;
 
 /// What [`keep_freed_memory`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllocatorTuning {
     /// glibc's malloc now keeps up to 1 GiB of freed memory and serves blocks up to 32 MiB
-    /// from its main heap, for every thread.
+    /// from its heaps, in each thread's arena.
     Applied,
     /// glibc refused a setting (its defaults stay).
     Refused,
@@ -55,7 +60,7 @@ pub fn keep_freed_memory() -> AllocatorTuning {
     let ok = unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-            && libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) == 1
+            && libc::mallopt(libc::M_TOP_PAD, TOP_PAD) == 1
     };
     if ok {
         AllocatorTuning::Applied
@@ -99,5 +104,35 @@ mod tests {
         let faults = minor_faults() - before;
         assert_eq!(second.as_ptr() as usize, address);
         assert!(faults < 64, "{faults} page faults for a reused block");
+    }
+
+    /// On a thread's own arena, a 64 MiB heap left entirely free stays mapped (glibc's
+    /// defaults unmap it, so that the next block of that size is faulted in afresh).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_worker_arena_keeps_a_heap_left_free() {
+        assert_eq!(keep_freed_memory(), AllocatorTuning::Applied);
+        // Bytes the arenas hold from the kernel, all arenas together.
+        // SAFETY: mallinfo2 only reads malloc's statistics (under the arenas' locks).
+        #[allow(unsafe_code)]
+        fn arena_bytes() -> usize {
+            unsafe { libc::mallinfo2() }.arena
+        }
+        let (before, after) = std::thread::spawn(|| {
+            const SIZE: usize = 30 << 20;
+            // Two blocks fill the arena's first heap; the third needs a heap of its own.
+            // (black_box: an allocation never read could be optimised away.)
+            let ab = std::hint::black_box((vec![1u8; SIZE], vec![1u8; SIZE]));
+            let c = std::hint::black_box(vec![1u8; SIZE]);
+            let before = arena_bytes();
+            drop(c);
+            let after = arena_bytes();
+            drop(ab);
+            (before, after)
+        })
+        .join()
+        .expect("the allocating thread");
+        // Other tests allocate meanwhile, but none frees 16 MiB of heap.
+        assert!(after + (16 << 20) > before, "the arenas went from {before} to {after} bytes");
     }
 }
