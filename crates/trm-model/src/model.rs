@@ -303,8 +303,10 @@ pub fn one_step_train<B: AutodiffBackend>(
     let x_inner = x.clone().inner();
     let c = inner.deep_recursion(&x_inner, carry, cfg.t_cycles - 1);
     let (y, mut z) = (c.y, c.z);
+    // y does not change while z is updated: y + x formed once, as in `latent_recursion`.
+    let y_plus_x = y.clone() + x_inner;
     for _ in 1..cfg.n_cycles {
-        z = inner.net.forward(z, y.clone() + x_inner.clone(), inner.rope());
+        z = inner.net.forward(z, y_plus_x.clone(), inner.rope());
     }
     let y = Tensor::<B, 3>::from_inner(y);
     let z = model.net.forward(Tensor::from_inner(z), y.clone() + x, model.rope());

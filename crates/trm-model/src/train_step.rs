@@ -1,9 +1,10 @@
 //! One supervision step with its loss and gradients: what a trainer needs from the model
 //! between two optimizer updates (the trainer adds the optimizers, the schedule and the EMA).
 //!
-//! On the CPU backend the batch is split across rayon's threads: each thread runs the whole
-//! step (forward, loss, backward) on its share of the samples with a copy of the model whose
-//! parameters are leaves of their own graph, and the shares' gradients are added. The
+//! On the CPU backend a batch of 32 or more is split into shares (how many depends on the
+//! batch size alone, `kernels::split_train_cpu`), run on rayon's threads: each share runs
+//! the whole step (forward, loss, backward) with a copy of the model whose parameters are
+//! leaves of their own graph, and the shares' gradients are added in order. The
 //! per-sample results (outputs, the new carry, the puzzle rows' gradients) are the bits of
 //! the whole batch; the weight gradients, sums over the samples, differ by float32 rounding.
 
