@@ -2,7 +2,7 @@
 //! on synthetic batches of a config's shapes. One JSON line per result, then a table.
 //! `trm bench --ar` times AR-TRM decoding instead (see [`run_ar`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
@@ -28,7 +28,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub device: usize,
     /// A preset (sudoku-att, sudoku-mlp), a model config (TOML or JSON) or a training config
-    /// with an [arch] table (dataset fields default to Sudoku: vocab 11, seq 81). Default
+    /// with an [arch] table (sizes it leaves out come from its built dataset,
+    /// `<data.dir>/train/dataset.json`, else Sudoku's: vocab 11, seq 81). Default
     /// sudoku-att; with --ar, an AR-TRM config file (default: the built-in small AR-TRM).
     #[arg(long)]
     pub config: Option<String>,
@@ -78,14 +79,22 @@ pub fn load_config(name: &str, hidden: Option<usize>) -> anyhow::Result<TrmConfi
                 TrmConfig::from_json_str(&text)?
             } else {
                 let mut value: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {path}"))?;
+                let data_dir = match value.get("data").map(|d| d.get("dir")) {
+                    Some(Some(toml::Value::String(dir))) => Some(PathBuf::from(dir)),
+                    Some(Some(_)) => bail!("{path}: data.dir is not a string"),
+                    _ => None,
+                };
                 let mut arch = match value.remove("arch") {
                     Some(toml::Value::Table(t)) => t,
                     Some(_) => bail!("{path}: [arch] is not a table"),
                     None => value,
                 };
-                for (k, v) in [("vocab_size", 11), ("seq_len", 81), ("num_puzzle_identifiers", 1), ("n_sup", 16)] {
-                    arch.entry(k).or_insert(toml::Value::Integer(v));
+                if DATASET_SIZES.iter().any(|k| !arch.contains_key(*k)) {
+                    for (k, v) in DATASET_SIZES.into_iter().zip(dataset_sizes(path, data_dir.as_deref())?) {
+                        arch.entry(k).or_insert(toml::Value::Integer(v as i64));
+                    }
                 }
+                arch.entry("n_sup").or_insert(toml::Value::Integer(16));
                 TrmConfig::from_toml_str(&toml::to_string(&arch)?)?
             }
         }
@@ -98,6 +107,30 @@ pub fn load_config(name: &str, hidden: Option<usize>) -> anyhow::Result<TrmConfi
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The model sizes a training config may leave to its dataset.
+const DATASET_SIZES: [&str; 3] = ["vocab_size", "seq_len", "num_puzzle_identifiers"];
+
+/// [`DATASET_SIZES`] for a config file whose dataset is `data_dir`: from the built dataset's
+/// `train/dataset.json`, else Sudoku's (11, 81, 1), with a note on stderr when the config
+/// names a dataset that is not built.
+fn dataset_sizes(path: &str, data_dir: Option<&Path>) -> anyhow::Result<[usize; 3]> {
+    const SUDOKU: [usize; 3] = [11, 81, 1];
+    let Some(dir) = data_dir else { return Ok(SUDOKU) };
+    let metadata = dir.join("train").join("dataset.json");
+    if !metadata.exists() {
+        eprintln!(
+            "note: {path}: {} is not built, so the benchmark takes Sudoku's sizes (vocab 11, seq 81); \
+             build the dataset first (`trm data build`, or `trm train`, which builds it from [data.recipe]) \
+             or set vocab_size and seq_len in [arch]",
+            dir.display()
+        );
+        return Ok(SUDOKU);
+    }
+    let m =
+        trm_data::DatasetMetadata::load(&metadata).with_context(|| format!("{path}: reading its dataset's sizes"))?;
+    Ok([m.vocab_size, m.seq_len, m.num_puzzle_identifiers])
 }
 
 const DEFAULT_CONFIG: &str = "sudoku-att";

@@ -89,3 +89,55 @@ fn ar_lengths_that_would_not_finish_are_refused() {
     assert!(err.contains("--ar-steps: 100000000 is more than"), "{err}");
     assert!(check_ar_args(&parse("--ar-prefixes", "16").ar_args).is_ok());
 }
+
+#[test]
+fn a_training_config_takes_its_sizes_from_its_built_dataset() {
+    let dir = std::env::temp_dir().join(format!("trm-bench-sizes-{}", std::process::id()));
+    let data = dir.join("maze");
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    let path = dir.join("train.toml");
+    // A model config without the dataset's sizes.
+    let mut arch: toml::Table = toml::Table::try_from(TrmConfig::sudoku_att()).unwrap();
+    for k in DATASET_SIZES {
+        arch.remove(k);
+    }
+    let write = |extra_arch: &str, data_dir: &str| {
+        let text = format!("name = 'm'\n[data]\ndir = {data_dir}\n[arch]\n{arch}{extra_arch}");
+        std::fs::write(&path, text).unwrap();
+    };
+    let load = || load_config(path.to_str().unwrap(), None);
+    let quoted = format!("'{}'", data.display());
+    // Not built yet: Sudoku's sizes.
+    write("", &quoted);
+    let cfg = load().unwrap();
+    assert_eq!((cfg.vocab_size, cfg.seq_len, cfg.num_puzzle_identifiers), (11, 81, 1));
+    // Built: the dataset's sizes, except where [arch] sets one.
+    let meta = trm_data::DatasetMetadata {
+        pad_id: 0,
+        ignore_label_id: Some(0),
+        blank_identifier_id: 0,
+        vocab_size: 6,
+        seq_len: 900,
+        num_puzzle_identifiers: 3,
+        total_groups: 1,
+        mean_puzzle_examples: 1.0,
+        total_puzzles: Some(1),
+        sets: vec!["all".into()],
+    };
+    meta.save(&data.join("train").join("dataset.json")).unwrap();
+    let cfg = load().unwrap();
+    assert_eq!((cfg.vocab_size, cfg.seq_len, cfg.num_puzzle_identifiers), (6, 900, 3));
+    write("seq_len = 100\n", &quoted);
+    assert_eq!((load().unwrap().vocab_size, load().unwrap().seq_len), (6, 100));
+    // A broken dataset.json or data.dir is an error that says where, not Sudoku's sizes.
+    std::fs::write(data.join("train").join("dataset.json"), "{\"vocab_size\": 6,").unwrap();
+    write("", &quoted);
+    let err = format!("{:#}", load().unwrap_err());
+    assert!(err.contains("reading its dataset's sizes") && err.contains("dataset.json"), "{err}");
+    write("", "3");
+    assert!(load().unwrap_err().to_string().contains("data.dir is not a string"));
+    // Every size set in [arch]: the (still broken) dataset.json is not read at all.
+    write("vocab_size = 12\nseq_len = 30\nnum_puzzle_identifiers = 1\n", &quoted);
+    assert_eq!(load().unwrap().seq_len, 30);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
