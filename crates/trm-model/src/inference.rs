@@ -48,8 +48,8 @@ pub fn trm_inference<B: Backend>(
     let [batch, seq_len] = inputs.dims();
     let device = inputs.device();
     let rows = model.puzzle_rows(puzzle_ids);
-    let mut x = model.input_embeddings(inputs, rows);
-    let mut carry = model.initial_carry(batch);
+    let x = model.input_embeddings(inputs, rows);
+    let carry = model.initial_carry(batch);
     // active[j] = original index of the j-th row still running.
     let mut active: Vec<usize> = (0..batch).collect();
     let mut out = InferenceOutput {
@@ -59,6 +59,24 @@ pub fn trm_inference<B: Backend>(
         q_halt: vec![0.0; batch],
         q_continue: vec![0.0; batch],
     };
+    // At batch 1-2 on the CPU backend the weights are packed once here, not per product.
+    crate::kernels::with_packed_weights(model, batch * model.config().full_seq_len(), || {
+        run_steps(model, x, carry, &mut active, &mut out, options, &device)
+    });
+    out
+}
+
+/// The supervision steps of [`trm_inference`], halted rows compacted away.
+fn run_steps<B: Backend>(
+    model: &Trm<B>,
+    mut x: Tensor<B, 3>,
+    mut carry: crate::model::Carry<B>,
+    active: &mut Vec<usize>,
+    out: &mut InferenceOutput,
+    options: InferenceOptions,
+    device: &B::Device,
+) {
+    let seq_len = out.seq_len;
     for step in 1..=options.max_steps.max(1) {
         let result = model.supervision_step(&x, carry);
         carry = result.carry;
@@ -81,11 +99,10 @@ pub fn trm_inference<B: Backend>(
             if keep.is_empty() {
                 break;
             }
-            active = keep.iter().map(|&j| active[j as usize]).collect();
-            let index = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.clone(), [keep.len()]), &device);
+            *active = keep.iter().map(|&j| active[j as usize]).collect();
+            let index = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.clone(), [keep.len()]), device);
             x = x.select(0, index.clone());
             carry = carry.select(index);
         }
     }
-    out
 }

@@ -7,6 +7,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::gemm_cpu::{gemm_into, matmul_long_k, matmul_new, Threads};
+use super::packed_cpu;
 
 /// Rows (product of the leading dimensions), input width, output width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,14 @@ pub(crate) const FEW_ROWS: usize = 4;
 pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> Vec<f32> {
     if dims.rows <= FEW_ROWS {
         return forward_few_rows(x, w, bias, dims);
+    }
+    if let Some(packed) = packed_cpu::lookup(w, dims.rows, dims.d_in, dims.d_out) {
+        // The same bits as the GEMM below (the bias added after the product, as there).
+        let mut out = packed_cpu::matmul(x, &packed, Threads::Pool);
+        if let Some(b) = bias {
+            out.chunks_exact_mut(dims.d_out).for_each(|row| row.iter_mut().zip(b).for_each(|(o, &bi)| *o += bi));
+        }
+        return out;
     }
     let Some(b) = bias else {
         return matmul_new(&view(x, dims.rows, dims.d_in), &view(w, dims.d_in, dims.d_out), Threads::Pool);

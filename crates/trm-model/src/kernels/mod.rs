@@ -29,6 +29,8 @@ mod linear_cpu;
 #[cfg(feature = "cpu-kernels")]
 mod ndarray_glue;
 #[cfg(feature = "cpu-kernels")]
+mod packed_cpu;
+#[cfg(feature = "cpu-kernels")]
 mod pool;
 #[cfg(feature = "cpu-kernels")]
 mod rms_norm_cpu;
@@ -58,6 +60,23 @@ use burn::tensor::Tensor;
 
 use crate::attention::Rope;
 use crate::layers::fast_silu;
+
+/// Runs `f`, an inference on `model` whose products have `rows` rows (batch × positions),
+/// with the network's weights packed once for the CPU kernels' few-row products instead
+/// of once per product (`packed_cpu`: at most 256 rows, k ≤ 512, FMA; the same bits). On
+/// other backends, or with more rows, it is `f()`.
+pub fn with_packed_weights<B: Backend, R>(model: &crate::model::Trm<B>, rows: usize, f: impl FnOnce() -> R) -> R {
+    #[cfg(not(feature = "cpu-kernels"))]
+    let _ = (model, rows);
+    #[cfg(feature = "cpu-kernels")]
+    if rows <= packed_cpu::MAX_ROWS {
+        if let Some(weights) = ndarray_glue::network_weights(model) {
+            let slices: Vec<_> = weights.iter().filter_map(ndarray_glue::weight_in_place).collect();
+            return packed_cpu::with_packed(&slices, f);
+        }
+    }
+    f()
+}
 
 /// Non-causal softmax attention with optional RoPE on q and k. `q`, `k`, `v` and the result
 /// are [B, S, heads·head_dim], as the projections produce them (no head reshapes or

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::gemm_cpu::{matmul_new, Threads};
 use super::linear_cpu::view;
-use super::{buffers, fast_math, pool, rms_norm_cpu};
+use super::{buffers, fast_math, packed_cpu, pool, rms_norm_cpu};
 
 /// Elements per rayon task: large enough to amortise the split, small enough for 2+ tasks.
 const CHUNK: usize = 1 << 14;
@@ -70,11 +70,10 @@ pub(crate) fn swiglu_add_rms_norm(
     let mut out = buffers::zeroed(h.len());
     out.par_chunks_mut(per_task * d).zip(h.par_chunks(per_task * d)).with_min_len(pool::min_len(1)).for_each(
         |(out, h)| {
-            let r = h.len() / d;
-            let mut a = matmul_new(&view(h, r, d), &view(w_gate, d, inner), Threads::One);
-            let u = matmul_new(&view(h, r, d), &view(w_up, d, inner), Threads::One);
+            let mut a = product(h, w_gate, d, inner);
+            let u = product(h, w_up, d, inner);
             in_place(&mut a, &u);
-            let m = matmul_new(&view(&a, r, inner), &view(w_down, inner, d), Threads::One);
+            let m = product(&a, w_down, inner, d);
             fast_math::widest_simd(
                 #[inline(always)]
                 || {
@@ -86,6 +85,16 @@ pub(crate) fn swiglu_add_rms_norm(
         },
     );
     out
+}
+
+/// x·W on the calling thread (x [rows, k], W [k, n]): on W's packed copy when an inference
+/// scope holds one for these rows ([`packed_cpu`], the same bits), else through `gemm`.
+fn product(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let rows = x.len() / k;
+    match packed_cpu::lookup(w, rows, k, n) {
+        Some(packed) => packed_cpu::matmul(x, &packed, Threads::One),
+        None => matmul_new(&view(x, rows, k), &view(w, k, n), Threads::One),
+    }
 }
 
 /// Rows per task of [`swiglu_add_rms_norm`]: one task per thread, unless the weights are

@@ -84,6 +84,31 @@ fn from_any<B: Backend, const D: usize>(out: Box<dyn Any>) -> Option<Tensor<B, D
     Some(Tensor::from_primitive(TensorPrimitive::Float(out)))
 }
 
+/// The weight tensors of every linear map of `model`'s network (attention or mlp_t mixer,
+/// and the channel SwiGLU of each block) when `B` is `NdArray<f32>`; `None` otherwise.
+pub(super) fn network_weights<B: Backend>(model: &crate::model::Trm<B>) -> Option<Vec<NdArrayTensor>> {
+    let model = (model as &dyn Any).downcast_ref::<crate::model::Trm<Nd>>()?;
+    let mut linears = Vec::new();
+    for block in &model.net.blocks {
+        if let Some(a) = &block.attention {
+            linears.extend([&a.q, &a.k, &a.v, &a.o]);
+        }
+        for mlp in block.mlp_t.iter().chain([&block.mlp]) {
+            linears.extend([&mlp.gate, &mlp.up, &mlp.down]);
+        }
+    }
+    Some(linears.into_iter().map(|l| primitive(&l.weight.val())).collect())
+}
+
+/// A 2-D float32 tensor's data as `(slice, rows, cols)` when it is row-major in place (the
+/// packed-weight registry finds weights by address, so a gathered copy would never match).
+pub(super) fn weight_in_place(t: &NdArrayTensor) -> Option<(&[f32], usize, usize)> {
+    match f32_data(t)? {
+        (shape, Cow::Borrowed(data)) if shape.len() == 2 => Some((data, shape[0], shape[1])),
+        _ => None,
+    }
+}
+
 /// Fused [`super::silu_mul`] when `B` has a kernel; `None` otherwise.
 pub(super) fn silu_mul<B: Backend, const D: usize>(g: &Tensor<B, D>, u: &Tensor<B, D>) -> Option<Tensor<B, D>> {
     if !supported::<B>() || g.dims() != u.dims() {
