@@ -35,8 +35,9 @@ const TILE_VECS: usize = 4;
 /// The longest k packed: `gemm` takes k in one block up to 512 (beyond, it adds blocks, and
 /// the bits would differ).
 const MAX_K: usize = 512;
-/// Most rows of a product run on the packed weights (the batch-1 and batch-2 products;
-/// `gemm`'s per-call packing pays for itself on more).
+/// Most rows of a product run on the packed weights: the batch-1 and batch-2 products. On
+/// the 1552-row shares of B=32 inference `gemm` was the faster kernel (+3 to +6 % with the
+/// packed one; docs/perf-levers.md); between the two the limit is not tuned.
 pub(crate) const MAX_ROWS: usize = 256;
 
 /// A weight matrix [k, n] as `ceil(n / 64)` panels of [k, 64], the last one zero-padded.
