@@ -50,8 +50,6 @@ pub fn trm_inference<B: Backend>(
     let rows = model.puzzle_rows(puzzle_ids);
     let x = model.input_embeddings(inputs, rows);
     let carry = model.initial_carry(batch);
-    // active[j] = original index of the j-th row still running.
-    let mut active: Vec<usize> = (0..batch).collect();
     let mut out = InferenceOutput {
         predictions: vec![0; batch * seq_len],
         seq_len,
@@ -61,7 +59,7 @@ pub fn trm_inference<B: Backend>(
     };
     // At batch 1-2 on the CPU backend the weights are packed once here, not per product.
     crate::kernels::with_packed_weights(model, batch * model.config().full_seq_len(), || {
-        run_steps(model, x, carry, &mut active, &mut out, options, &device)
+        run_steps(model, x, carry, &mut out, options, &device)
     });
     out
 }
@@ -71,12 +69,13 @@ fn run_steps<B: Backend>(
     model: &Trm<B>,
     mut x: Tensor<B, 3>,
     mut carry: crate::model::Carry<B>,
-    active: &mut Vec<usize>,
     out: &mut InferenceOutput,
     options: InferenceOptions,
     device: &B::Device,
 ) {
     let seq_len = out.seq_len;
+    // active[j] = original index of the j-th row still running.
+    let mut active: Vec<usize> = (0..out.steps.len()).collect();
     for step in 1..=options.max_steps.max(1) {
         let result = model.supervision_step(&x, carry);
         carry = result.carry;
@@ -99,7 +98,7 @@ fn run_steps<B: Backend>(
             if keep.is_empty() {
                 break;
             }
-            *active = keep.iter().map(|&j| active[j as usize]).collect();
+            active = keep.iter().map(|&j| active[j as usize]).collect();
             let index = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.clone(), [keep.len()]), device);
             x = x.select(0, index.clone());
             carry = carry.select(index);
