@@ -110,9 +110,13 @@ impl<B: Backend> Attention<B> {
     /// in the official code). `h`: [B, S, D]. The core runs in [`crate::kernels::rope_attention`]
     /// (fused on the CPU backend).
     pub fn forward(&self, h: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
-        let q = self.q.forward(h.clone());
-        let k = self.k.forward(h.clone());
-        let v = self.v.forward(h);
+        let projections = [&self.q, &self.k, &self.v];
+        let [q, k, v] = if projections.iter().all(|p| p.bias.is_none()) {
+            // One parallel section for the three products where the kernels can.
+            crate::kernels::linear_many(h, projections.map(|p| p.weight.val()))
+        } else {
+            projections.map(|p| p.forward(h.clone()))
+        };
         self.o.forward(crate::kernels::rope_attention(q, k, v, self.num_heads, rope))
     }
 }

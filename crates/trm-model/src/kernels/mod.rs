@@ -140,6 +140,17 @@ pub fn cached_attention_reference<B: Backend>(
     burn::tensor::activation::softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3).matmul(v)
 }
 
+/// The linear maps `x·w_i` (no biases) of one input `x` [B, S, D]: inside an inference
+/// scope with packed weights on the CPU backend ([`with_packed_weights`]) in one parallel
+/// section, the same bits as separate [`linear`] calls; elsewhere [`linear`] each.
+pub fn linear_many<B: Backend, const N: usize>(x: Tensor<B, 3>, ws: [Tensor<B, 2>; N]) -> [Tensor<B, 3>; N] {
+    #[cfg(feature = "cpu-kernels")]
+    if let Some(out) = ndarray_glue::packed_linears(&x, ws.each_ref()) {
+        return out;
+    }
+    ws.map(|w| linear(x.clone(), w, None))
+}
+
 /// The linear map `x·w (+ b)` over the last dimension of `x`; `w` is [d_in, d_out].
 pub fn linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>, b: Option<Tensor<B, 1>>) -> Tensor<B, D> {
     #[cfg(feature = "cpu-kernels")]

@@ -136,29 +136,43 @@ pub(crate) fn lookup(w: &[f32], rows: usize, k: usize, n: usize) -> Option<Arc<P
 /// panels are split into one contiguous range per thread, so each thread reads only its
 /// part of W.
 pub(crate) fn matmul(x: &[f32], w: &Packed, threads: Threads) -> Vec<f32> {
-    let (k, n) = (w.k, w.n);
+    matmul_many(x, &[w], threads).pop().expect("one product")
+}
+
+/// x·W for several packed W of the same k (the attention's q, k and v projections) in one
+/// parallel section: one fork-join instead of one per product. Each product's panels are
+/// split as in [`matmul`].
+pub(crate) fn matmul_many(x: &[f32], ws: &[&Packed], threads: Threads) -> Vec<Vec<f32>> {
+    let k = ws.first().map_or(1, |w| w.k);
+    assert!(ws.iter().all(|w| w.k == k), "the products share x, so they share k");
     let rows = x.len() / k;
-    let panels = n.div_ceil(PANEL);
-    let parts = match threads {
+    let threads = match threads {
         Threads::One => 1,
-        Threads::Pool => pool::threads().min(panels),
+        Threads::Pool => pool::threads(),
     };
     // Not zeroed first (that memset was 4 % of batch-1 samples): the tiles write every
     // element, each row's columns of each panel, through raw pointers.
-    let mut out = Vec::<f32>::with_capacity(rows * n);
-    let c = OutPtr(out.as_mut_ptr(), rows * n);
-    (0..parts).into_par_iter().with_min_len(pool::min_len(1)).for_each(|part| {
-        let range = part * panels / parts..(part + 1) * panels / parts;
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| Vec::with_capacity(rows * w.n)).collect();
+    let mut tasks = Vec::new();
+    for (w, out) in ws.iter().zip(&mut outs) {
+        let c = OutPtr(out.as_mut_ptr(), rows * w.n);
+        let panels = w.n.div_ceil(PANEL);
+        let parts = threads.min(panels);
+        tasks.extend((0..parts).map(|part| (*w, part * panels / parts..(part + 1) * panels / parts, c)));
+    }
+    tasks.into_par_iter().with_min_len(pool::min_len(1)).for_each(|(w, range, c)| {
         pulp::Arch::new().dispatch(Product { x, w, range, c });
     });
-    // SAFETY: the panels 0..panels are split among the parts without gaps, and for each
-    // panel `Product` writes every row's valid columns (together all n columns), so all
-    // rows·n elements of the capacity were written above.
-    #[allow(unsafe_code)]
-    unsafe {
-        out.set_len(rows * n)
-    };
-    out
+    for (w, out) in ws.iter().zip(&mut outs) {
+        // SAFETY: each product's panels 0..panels were split among its tasks without gaps,
+        // and for each panel `Product` writes every row's valid columns (together all n
+        // columns), so all rows·n elements of the capacity were written above.
+        #[allow(unsafe_code)]
+        unsafe {
+            out.set_len(rows * w.n)
+        };
+    }
+    outs
 }
 
 /// The output of [`matmul`] (pointer and length), written by each thread in its own columns.

@@ -37,6 +37,15 @@ fn products_are_the_bits_of_gemm() {
             assert!(got == want, "[{rows},{k}]·[{k},{n}] on {threads} threads");
             assert!(matmul(&x, &packed, Threads::One) == want, "[{rows},{k}]·[{k},{n}] on one thread");
         }
+        // Several products of one x in one section: each the bits of its own.
+        let (rows, k) = (97, 32);
+        let x = values(rows * k, 5);
+        let ws: Vec<Vec<f32>> = [32, 70, 128].iter().map(|&n| values(k * n, n)).collect();
+        let packed: Vec<Packed> = ws.iter().zip([32, 70, 128]).map(|(w, n)| Packed::new(w, k, n)).collect();
+        let got = pool.install(|| matmul_many(&x, &packed.iter().collect::<Vec<_>>(), Threads::Pool));
+        for ((got, w), n) in got.iter().zip(&ws).zip([32, 70, 128]) {
+            assert!(*got == matmul_new(&view(&x, rows, k), &view(w, k, n), Threads::One), "n {n}, {threads} threads");
+        }
     }
 }
 

@@ -100,6 +100,33 @@ pub(super) fn network_weights<B: Backend>(model: &crate::model::Trm<B>) -> Optio
     Some(linears.into_iter().map(|l| primitive(&l.weight.val())).collect())
 }
 
+/// [`super::linear_many`] on `NdArray<f32>` when every weight has a packed copy for this
+/// many rows (an inference scope, `packed_cpu`); `None` otherwise.
+pub(super) fn packed_linears<B: Backend, const N: usize>(
+    x: &Tensor<B, 3>,
+    ws: [&Tensor<B, 2>; N],
+) -> Option<[Tensor<B, 3>; N]> {
+    let [b, s, d] = x.dims();
+    // Up to FEW_ROWS rows `linear` takes its row-streaming path, whose bits differ.
+    if TypeId::of::<B>() != TypeId::of::<Nd>() || b * s <= linear_cpu::FEW_ROWS {
+        return None;
+    }
+    let weights: Vec<FloatTensor<B>> = ws.iter().map(|w| primitive(*w)).collect();
+    let mut packed = Vec::with_capacity(N);
+    for (w, p) in ws.iter().zip(&weights) {
+        let [k, n] = w.dims();
+        let (_, data) = f32_data(inner(p)?)?;
+        packed.push(super::packed_cpu::lookup(&data, b * s, k, n).filter(|_| k == d)?);
+    }
+    let xp = primitive(x);
+    let xd = f32_data(inner(&xp)?)?.1;
+    let refs: Vec<&super::packed_cpu::Packed> = packed.iter().map(|p| p.as_ref()).collect();
+    let outs = super::packed_cpu::matmul_many(&xd, &refs, super::gemm_cpu::Threads::Pool);
+    let tensors: Option<Vec<Tensor<B, 3>>> =
+        outs.into_iter().zip(ws).map(|(o, w)| from_any(Box::new(nd_tensor(o, &[b, s, w.dims()[1]])))).collect();
+    tensors?.try_into().ok()
+}
+
 /// A 2-D float32 tensor's data as `(slice, rows, cols)` when it is row-major in place (the
 /// packed-weight registry finds weights by address, so a gathered copy would never match).
 pub(super) fn weight_in_place(t: &NdArrayTensor) -> Option<(&[f32], usize, usize)> {
