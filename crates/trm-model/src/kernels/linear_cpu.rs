@@ -40,7 +40,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) ->
         // The same bits as the GEMM below (the bias added after the product, as there).
         let mut out = packed_cpu::matmul(x, &packed, Threads::Pool);
         if let Some(b) = bias {
-            out.chunks_exact_mut(dims.d_out).for_each(|row| row.iter_mut().zip(b).for_each(|(o, &bi)| *o += bi));
+            out.chunks_exact_mut(dims.d_out).for_each(|row| add_bias(row, b));
         }
         return out;
     }
@@ -70,10 +70,15 @@ fn forward_few_rows(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: Dims) -> V
             out_row.iter_mut().zip(w_row).for_each(|(o, &wi)| *o += xi * wi);
         }
         if let Some(b) = bias {
-            out_row.iter_mut().zip(b).for_each(|(o, &bi)| *o += bi);
+            add_bias(out_row, b);
         }
     }
     out
+}
+
+/// row += b, element by element.
+fn add_bias(row: &mut [f32], b: &[f32]) {
+    row.iter_mut().zip(b).for_each(|(o, &bi)| *o += bi);
 }
 
 /// dx = dy·Wᵀ.

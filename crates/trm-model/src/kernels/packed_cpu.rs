@@ -88,17 +88,20 @@ fn packs(k: usize, n: usize) -> bool {
 /// tensor that outlives `f`) registered for [`lookup`]; removed again when `f` returns or
 /// panics. Scopes may nest and overlap across threads.
 pub(crate) fn with_packed<R>(weights: &[(&[f32], usize, usize)], f: impl FnOnce() -> R) -> R {
-    let keys: Vec<usize> = weights
-        .iter()
-        .filter(|(w, k, n)| packs(*k, *n) && w.len() == k * n)
-        .map(|&(w, k, n)| {
-            let key = w.as_ptr() as usize;
-            let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-            let entry = registry.get_or_insert_with(HashMap::new).entry(key);
-            entry.and_modify(|(holders, _)| *holders += 1).or_insert_with(|| (1, Arc::new(Packed::new(w, k, n))));
-            key
-        })
-        .collect();
+    let keys: Vec<usize> = {
+        let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+        let registry = registry.get_or_insert_with(HashMap::new);
+        weights
+            .iter()
+            .filter(|(w, k, n)| packs(*k, *n) && w.len() == k * n)
+            .map(|&(w, k, n)| {
+                let key = w.as_ptr() as usize;
+                let entry = registry.entry(key);
+                entry.and_modify(|(holders, _)| *holders += 1).or_insert_with(|| (1, Arc::new(Packed::new(w, k, n))));
+                key
+            })
+            .collect()
+    };
     struct Close(Vec<usize>);
     impl Drop for Close {
         fn drop(&mut self) {
